@@ -1,0 +1,34 @@
+// The CPU twin of the fused statistics pass.
+#pragma once
+
+#include <vector>
+
+#include "../../kernels/work_plan.hpp"
+
+namespace gp::cpu {
+
+// Elements per chunk task; tensors at or below it are packed whole.
+constexpr i64 kChunk = i64{1} << 18;
+// Below this many elements in one call the pass stays on the calling thread:
+// waking threads costs more than it saves on small inputs and busy machines.
+constexpr i64 kParallelThreshold = i64{1} << 20;
+
+bool has_avx512();
+
+// Reusable state: the work table and partial buffers grow to the largest call and are kept.
+class Engine {
+ public:
+  // tensors: n descriptors (their task fields are overwritten); out: n x kNumFields float64;
+  // hist: n x kHistBins counts, or null to skip the histogram. threads <= 0 means all cores.
+  void run(TensorDesc* tensors, i64 n, double* out, u64* hist, int threads);
+
+ private:
+  std::vector<Task> tasks_;
+  std::vector<double> partials_;
+  std::vector<u64> partial_hist_;
+};
+
+// Sums the bytes as float32 as fast as the memory allows: the read floor that benchmarks compare to.
+double read_floor_sum(const float* data, i64 n, int threads);
+
+}  // namespace gp::cpu

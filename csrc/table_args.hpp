@@ -1,0 +1,94 @@
+// Argument checking shared by the binding modules: the raw input table and the output buffers.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <string>
+#include <vector>
+
+#include "../kernels/work_plan.hpp"
+
+namespace gp::bind {
+
+namespace py = pybind11;
+
+inline void register_constants(py::module_& m) {
+  m.attr("HIST_BINS") = kHistBins;
+  m.attr("HIST_EXP_MIN") = kHistExpMin;
+  m.attr("HIST_EXP_MAX") = kHistExpMax;
+  m.attr("NUM_FIELDS") = static_cast<int>(kNumFields);
+  m.attr("FIELDS") = py::make_tuple("numel", "finite", "l2", "l1", "min", "max", "mean", "std", "zeros",
+                                    "nans", "infs");
+  py::dict dtypes;
+  dtypes["float32"] = static_cast<int>(kF32);
+  dtypes["float16"] = static_cast<int>(kF16);
+  dtypes["bfloat16"] = static_cast<int>(kBF16);
+  dtypes["float64"] = static_cast<int>(kF64);
+  m.attr("DTYPE_CODES") = dtypes;
+}
+
+// The input table as the Python side builds it: five parallel 1-D arrays.
+class TableArgs {
+ public:
+  TableArgs(py::array_t<i64> a, py::array_t<i64> b, py::array_t<i64> numel, py::array_t<int> dtype_a,
+            py::array_t<int> dtype_b)
+      : a_(std::move(a)), b_(std::move(b)), numel_(std::move(numel)), dtype_a_(std::move(dtype_a)),
+        dtype_b_(std::move(dtype_b)) {
+    const py::ssize_t n = a_.size();
+    for (auto* arr : {&a_, &b_, &numel_}) {
+      if (arr->ndim() != 1 || arr->size() != n) throw py::value_error("TensorTable: arrays must be 1-D of equal length");
+    }
+    for (auto* arr : {&dtype_a_, &dtype_b_}) {
+      if (arr->ndim() != 1 || arr->size() != n) throw py::value_error("TensorTable: arrays must be 1-D of equal length");
+    }
+    auto av = a_.unchecked<1>();
+    auto bv = b_.unchecked<1>();
+    auto nv = numel_.unchecked<1>();
+    auto da = dtype_a_.unchecked<1>();
+    auto db = dtype_b_.unchecked<1>();
+    for (py::ssize_t i = 0; i < n; ++i) {
+      if (nv(i) < 0) throw py::value_error("tensor " + std::to_string(i) + ": negative element count");
+      if (da(i) < kF32 || da(i) > kF64 || db(i) < kF32 || db(i) > kF64)
+        throw py::value_error("tensor " + std::to_string(i) + ": unknown dtype code");
+      if (nv(i) > 0 && av(i) == 0) throw py::value_error("tensor " + std::to_string(i) + ": null data pointer");
+      (void)bv;
+    }
+  }
+
+  i64 size() const { return static_cast<i64>(a_.size()); }
+
+  void fill(std::vector<TensorDesc>& descs) const {
+    const i64 n = size();
+    descs.resize(static_cast<size_t>(n));
+    auto av = a_.unchecked<1>();
+    auto bv = b_.unchecked<1>();
+    auto nv = numel_.unchecked<1>();
+    auto da = dtype_a_.unchecked<1>();
+    auto db = dtype_b_.unchecked<1>();
+    for (i64 i = 0; i < n; ++i)
+      descs[i] = TensorDesc{static_cast<u64>(av(i)), static_cast<u64>(bv(i)), nv(i), da(i), db(i), 0, 0};
+  }
+
+ private:
+  py::array_t<i64> a_, b_, numel_;
+  py::array_t<int> dtype_a_, dtype_b_;
+};
+
+template <class T>
+void check_output(const py::array_t<T, py::array::c_style>& arr, i64 rows, i64 cols, const char* name) {
+  if (arr.ndim() != 2 || arr.shape(0) != rows || arr.shape(1) != cols || !arr.writeable())
+    throw py::value_error(std::string(name) + ": expected a writeable C-contiguous array of shape (" +
+                          std::to_string(rows) + ", " + std::to_string(cols) + ")");
+}
+
+inline u64* optional_hist(py::object hist, i64 rows) {
+  if (hist.is_none()) return nullptr;
+  if (!py::isinstance<py::array_t<u64, py::array::c_style>>(hist))
+    throw py::value_error("hist: expected a C-contiguous uint64 array");
+  auto arr = py::cast<py::array_t<u64, py::array::c_style>>(hist);
+  check_output(arr, rows, kHistBins, "hist");
+  return arr.mutable_data();
+}
+
+}  // namespace gp::bind

@@ -1,0 +1,139 @@
+"""Dispatch of a statistics call: inputs grouped per device, each group to the best backend."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from ._layout import FIELDS, HIST_BINS
+from .backends import BACKEND_NAMES, Backend, Launch
+from .inputs import Device, InputError, Table, build_table, device_name
+from .result import Stats
+
+# Preference per device kind when no backend is named.
+_PREFERENCE = {"cpu": ("cpu", "torch"), "cuda": ("cuda", "cupy", "torch")}
+
+
+class PendingStats:
+    """Statistics being computed. `done()` never blocks; `result()` waits and returns Stats."""
+
+    def __init__(self, n: int, launches: list[tuple[np.ndarray, Launch]], histogram: bool) -> None:
+        self._n = n
+        self._launches = launches
+        self._histogram = histogram
+        self._result: Stats | None = None
+
+    def done(self) -> bool:
+        return self._result is not None or all(launch.done() for _, launch in self._launches)
+
+    def result(self) -> Stats:
+        if self._result is None:
+            out = np.empty((self._n, len(FIELDS)), np.float64)
+            hist = np.zeros((self._n, HIST_BINS), np.uint64) if self._histogram else None
+            for rows, launch in self._launches:
+                if len(self._launches) == 1 and np.array_equal(rows, np.arange(self._n)):
+                    launch.read(out, hist)
+                else:
+                    part = np.empty((len(rows), len(FIELDS)), np.float64)
+                    part_hist = np.zeros((len(rows), HIST_BINS), np.uint64) if hist is not None else None
+                    launch.read(part, part_hist)
+                    out[rows] = part
+                    if hist is not None:
+                        hist[rows] = part_hist
+                launch.release()
+            self._launches = []
+            self._result = Stats.from_table(out, hist)
+        return self._result
+
+
+class StatsComputer:
+    """Owns the backends (and their reusable engines and buffers); one per probe or per process."""
+
+    def __init__(self, cpu_threads: int = 0) -> None:
+        self._cpu_threads = cpu_threads
+        self._instances: dict[str, Backend] = {}
+        self._unavailable: dict[str, str] = {}
+
+    def backend(self, name: str) -> Backend:
+        """The named backend; RuntimeError saying why when it cannot run here."""
+        if name not in BACKEND_NAMES:
+            raise ValueError(f"unknown backend {name!r}; choose from {', '.join(BACKEND_NAMES)}")
+        if name in self._instances:
+            return self._instances[name]
+        if name in self._unavailable:
+            raise RuntimeError(f"backend {name!r} is unavailable: {self._unavailable[name]}")
+        try:
+            instance = self._create(name)
+        except (RuntimeError, ImportError) as error:
+            self._unavailable[name] = str(error)
+            raise RuntimeError(f"backend {name!r} is unavailable: {error}") from error
+        self._instances[name] = instance
+        return instance
+
+    def _create(self, name: str) -> Backend:
+        if name == "cpu":
+            from .backends.cpu import CpuBackend
+
+            return CpuBackend(self._cpu_threads)
+        if name == "cuda":
+            from .backends.cuda import CudaBackend
+
+            return CudaBackend()
+        if name == "cupy":
+            from .backends.cuda import load_module
+
+            module, reason = load_module()
+            if reason is None:
+                raise RuntimeError("the compiled cuda backend is usable; cupy is only its fallback")
+            from .backends.cupy import CupyBackend
+
+            return CupyBackend()
+        from .backends.reference import ReferenceBackend
+
+        try:
+            import torch  # noqa: F401
+        except ImportError as error:
+            raise RuntimeError("torch is not installed") from error
+        return ReferenceBackend()
+
+    def available(self) -> list[str]:
+        names = []
+        for name in BACKEND_NAMES:
+            try:
+                self.backend(name)
+            except RuntimeError:
+                continue
+            names.append(name)
+        return names
+
+    def unavailable(self) -> dict[str, str]:
+        """Backends that cannot run here, with the reason."""
+        self.available()
+        return dict(self._unavailable)
+
+    def _pick(self, device: Device, requested: str | None, first_row: int) -> Backend:
+        if requested is not None:
+            backend = self.backend(requested)
+            if not backend.can_read(device):
+                raise InputError(f"tensor {first_row}: it is on {device_name(device)}, which backend "
+                                 f"{requested!r} cannot read")
+            return backend
+        reasons = []
+        for name in _PREFERENCE[device[0]]:
+            try:
+                return self.backend(name)
+            except RuntimeError as error:
+                reasons.append(str(error))
+        raise RuntimeError(f"no backend can read {device_name(device)}: " + "; ".join(reasons))
+
+    def launch(self, a: Sequence[Any], b: Sequence[Any] | None, *, histogram: bool,
+               backend: str | None) -> PendingStats:
+        table: Table = build_table(a, b)
+        n = len(table)
+        launches = []
+        for device, rows in table.groups().items():
+            chosen = self._pick(device, backend, int(rows[0]))
+            part = table if len(rows) == n else table.subset(rows)
+            launches.append((rows, chosen.launch(part, device, histogram)))
+        return PendingStats(n, launches, histogram)

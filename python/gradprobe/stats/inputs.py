@@ -1,0 +1,242 @@
+"""Turns user inputs (torch tensors, NumPy, CuPy or DLPack arrays) into the raw table the kernels read.
+
+Statistics do not depend on element order, so any dense layout (contiguous, transposed,
+permuted) is read in place from its lowest address; other strided inputs are copied to a
+contiguous buffer first (documented cost), and the copy is kept alive with the call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from ._layout import DTYPE_CODES
+
+Device = tuple[str, int]  # ("cpu", -1) or ("cuda", index)
+CPU: Device = ("cpu", -1)
+
+
+class InputError(ValueError):
+    """An input the statistics cannot be computed on; the message names its index."""
+
+
+@dataclass
+class Described:
+    """One input, ready for the kernels."""
+
+    ptr: int
+    numel: int
+    dtype: int
+    device: Device
+    keepalive: Any  # the object owning the memory (a copy when one was needed)
+    kind: str  # "torch", "numpy" or "cupy"
+
+
+@dataclass
+class Table:
+    """Inputs grouped by device; `index[d]` are the input positions of device d's rows."""
+
+    a_ptrs: np.ndarray
+    b_ptrs: np.ndarray
+    numels: np.ndarray
+    dtypes_a: np.ndarray
+    dtypes_b: np.ndarray
+    devices: list[Device]
+    kinds: list[str]
+    a_objs: list[Any] = field(default_factory=list)  # what owns each row's memory (a copy when one was needed)
+    b_objs: list[Any] | None = None
+
+    def __len__(self) -> int:
+        return len(self.numels)
+
+    def subset(self, rows: np.ndarray) -> "Table":
+        """The rows at `rows` (one device's share), in that order."""
+        return Table(self.a_ptrs[rows], self.b_ptrs[rows], self.numels[rows], self.dtypes_a[rows],
+                     self.dtypes_b[rows], [self.devices[i] for i in rows], [self.kinds[i] for i in rows],
+                     [self.a_objs[i] for i in rows], None if self.b_objs is None else [self.b_objs[i] for i in rows])
+
+    def groups(self) -> dict[Device, np.ndarray]:
+        order: dict[Device, list[int]] = {}
+        for i, device in enumerate(self.devices):
+            order.setdefault(device, []).append(i)
+        return {d: np.asarray(rows, dtype=np.int64) for d, rows in order.items()}
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is optional
+        return None
+    return torch
+
+
+_TORCH_DTYPE_NAMES = {"torch.float32": "float32", "torch.float16": "float16", "torch.bfloat16": "bfloat16",
+                      "torch.float64": "float64"}
+
+
+def _dense_in_place(shape: Sequence[int], strides: Sequence[int]) -> bool:
+    """Whether the elements fill one gap-free span (any dimension order), with positive strides."""
+    dims = sorted((st, sz) for sz, st in zip(shape, strides) if sz != 1)
+    expected = 1
+    for stride, size in dims:
+        if stride != expected:
+            return False
+        expected *= size
+    return True
+
+
+def _describe_torch(i: int, t: Any) -> Described:
+    torch = _torch()
+    if t.layout != torch.strided:
+        raise InputError(f"tensor {i}: {t.layout} tensors are not supported; pass a dense tensor (.to_dense())")
+    if t.device.type == "meta":
+        raise InputError(f"tensor {i}: meta tensors have no data")
+    name = _TORCH_DTYPE_NAMES.get(str(t.dtype))
+    if name is None:
+        raise InputError(f"tensor {i}: dtype {t.dtype} is not supported (float16, bfloat16, float32, float64 are)")
+    if t.device.type == "cpu":
+        device = CPU
+    elif t.device.type == "cuda":
+        device = ("cuda", t.device.index if t.device.index is not None else torch.cuda.current_device())
+    else:
+        raise InputError(f"tensor {i}: device {t.device} is not supported (cpu and cuda are)")
+    t = t.detach()
+    if t.numel() > 0 and not t.is_contiguous() and not _dense_in_place(t.shape, t.stride()):
+        t = t.contiguous()
+    return Described(t.data_ptr(), t.numel(), DTYPE_CODES[name], device, t, "torch")
+
+
+def _numpy_dtype_name(dtype: np.dtype) -> str | None:
+    if dtype.kind == "f" and dtype.itemsize in (2, 4, 8):
+        return {2: "float16", 4: "float32", 8: "float64"}[dtype.itemsize]
+    if dtype.name == "bfloat16":  # ml_dtypes
+        return "bfloat16"
+    return None
+
+
+def _describe_numpy(i: int, a: np.ndarray) -> Described:
+    name = _numpy_dtype_name(a.dtype)
+    if name is None:
+        raise InputError(f"tensor {i}: dtype {a.dtype} is not supported (float16, bfloat16, float32, float64 are)")
+    if not a.dtype.isnative:
+        a = a.astype(a.dtype.newbyteorder("="))
+    if a.size > 0 and not a.flags.c_contiguous:
+        strides = [s // a.itemsize if s % a.itemsize == 0 else -1 for s in a.strides]
+        if not _dense_in_place(a.shape, strides):
+            a = np.ascontiguousarray(a)
+    return Described(a.__array_interface__["data"][0], int(a.size), DTYPE_CODES[name], CPU, a, "numpy")
+
+
+def _describe_cupy(i: int, a: Any) -> Described:
+    name = _numpy_dtype_name(np.dtype(a.dtype))
+    if name is None:
+        raise InputError(f"tensor {i}: dtype {a.dtype} is not supported (float16, bfloat16, float32, float64 are)")
+    if a.size > 0 and not a.flags.c_contiguous:
+        strides = [s // a.itemsize if s % a.itemsize == 0 else -1 for s in a.strides]
+        if not _dense_in_place(a.shape, strides):
+            a = a.copy(order="C")
+    return Described(int(a.data.ptr), int(a.size), DTYPE_CODES[name], ("cuda", int(a.device.id)), a, "cupy")
+
+
+def describe_one(i: int, x: Any) -> Described:
+    torch = _torch()
+    if torch is not None and isinstance(x, torch.Tensor):
+        return _describe_torch(i, x)
+    if isinstance(x, np.ndarray):
+        return _describe_numpy(i, x)
+    if type(x).__module__.startswith("cupy") and hasattr(x, "__cuda_array_interface__"):
+        return _describe_cupy(i, x)
+    if isinstance(x, (bool, int, float, complex)) or x is None:
+        raise InputError(f"tensor {i}: expected an array or tensor, got {type(x).__name__}")
+    if hasattr(x, "__dlpack__"):
+        if torch is not None:
+            return _describe_torch(i, torch.from_dlpack(x))
+        return _describe_numpy(i, np.from_dlpack(x))
+    if np.iscomplexobj(x) or not hasattr(x, "__array__"):
+        raise InputError(f"tensor {i}: expected an array or tensor, got {type(x).__name__}")
+    return _describe_numpy(i, np.asarray(x))
+
+
+def _torch_dtype_codes() -> dict[Any, int]:
+    torch = _torch()
+    return {torch.float32: DTYPE_CODES["float32"], torch.float16: DTYPE_CODES["float16"],
+            torch.bfloat16: DTYPE_CODES["bfloat16"], torch.float64: DTYPE_CODES["float64"]}
+
+
+def _fast_torch_table(a: Sequence[Any]) -> Table | None:
+    """The common case in one tight loop: contiguous strided CPU or CUDA torch tensors of a
+    supported dtype. Returns None at the first input that needs the full checks."""
+    torch = _torch()
+    if torch is None:
+        return None
+    codes = _FAST_CODES.get("torch")
+    if codes is None:
+        codes = _FAST_CODES["torch"] = _torch_dtype_codes()
+    tensor_type, strided = torch.Tensor, torch.strided
+    n = len(a)
+    ptrs, numels, dtypes, devices = [0] * n, [0] * n, [0] * n, [CPU] * n
+    for i, t in enumerate(a):
+        if not isinstance(t, tensor_type) or t.layout is not strided:
+            return None
+        code = codes.get(t.dtype)
+        if code is None or not t.is_contiguous():
+            return None
+        if t.is_cuda:
+            devices[i] = ("cuda", t.get_device())
+        elif not t.is_cpu:
+            return None
+        ptrs[i], numels[i], dtypes[i] = t.data_ptr(), t.numel(), code
+    dtype_array = np.asarray(dtypes, np.int32)
+    return Table(np.asarray(ptrs, np.int64), np.zeros(n, np.int64), np.asarray(numels, np.int64), dtype_array,
+                 dtype_array, devices, ["torch"] * n, list(a), None)
+
+
+_FAST_CODES: dict[str, dict[Any, int]] = {}  # filled once: torch's dtype objects -> codes
+
+
+def build_table(a: Sequence[Any], b: Sequence[Any] | None = None) -> Table:
+    """Describes the inputs; with `b`, row i is the pair a[i] - b[i] (same shape, same device)."""
+    if isinstance(a, (str, bytes)) or not hasattr(a, "__len__"):
+        raise InputError("expected a sequence of tensors")
+    if b is not None and len(b) != len(a):
+        raise InputError(f"diff_stats: {len(a)} tensors in a but {len(b)} in b")
+    n = len(a)
+    if b is None:
+        fast = _fast_torch_table(a)
+        if fast is not None:
+            return fast
+    a_ptrs = np.zeros(n, np.int64)
+    b_ptrs = np.zeros(n, np.int64)
+    numels = np.zeros(n, np.int64)
+    dtypes_a = np.zeros(n, np.int32)
+    dtypes_b = np.zeros(n, np.int32)
+    devices: list[Device] = []
+    kinds: list[str] = []
+    a_objs: list[Any] = []
+    b_objs: list[Any] | None = None if b is None else []
+    for i in range(n):
+        da = describe_one(i, a[i])
+        a_ptrs[i], numels[i], dtypes_a[i] = da.ptr, da.numel, da.dtype
+        dtypes_b[i] = da.dtype
+        a_objs.append(da.keepalive)
+        if b is not None:
+            db = describe_one(i, b[i])
+            if db.numel != da.numel or tuple(getattr(a[i], "shape", ())) != tuple(getattr(b[i], "shape", ())):
+                raise InputError(
+                    f"tensor {i}: shapes differ in diff_stats ({tuple(a[i].shape)} vs {tuple(b[i].shape)})")
+            if db.device != da.device:
+                raise InputError(f"tensor {i}: a is on {_device_name(da.device)} but b on {_device_name(db.device)}")
+            b_ptrs[i], dtypes_b[i] = db.ptr, db.dtype
+            b_objs.append(db.keepalive)
+        devices.append(da.device)
+        kinds.append(da.kind)
+    return Table(a_ptrs, b_ptrs, numels, dtypes_a, dtypes_b, devices, kinds, a_objs, b_objs)
+
+
+def _device_name(device: Device) -> str:
+    return "cpu" if device[0] == "cpu" else f"cuda:{device[1]}"
+
+
+device_name = _device_name

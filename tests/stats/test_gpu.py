@@ -1,0 +1,71 @@
+"""CUDA and CuPy backends against the reference (skipped with a reason when no GPU is usable)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import gradprobe
+from gradprobe import diff_stats, tensor_stats
+
+from .data import DTYPES, GPU_CHUNK, planted, shapes_for
+from .oracle import assert_stats_close, reference
+
+pytestmark = pytest.mark.gpu
+
+
+def _gpu_backends() -> list[str]:
+    return [b for b in ("cuda", "cupy") if b in gradprobe.backends()]
+
+
+def test_cuda_backend_is_usable_where_a_gpu_is():
+    assert "cuda" in gradprobe.backends(), gradprobe.unavailable_backends()
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=[str(d) for d in DTYPES])
+def test_gpu_backends_match_reference(dtype, rng_seed):
+    g = torch.Generator().manual_seed(rng_seed)
+    tensors = [planted(n, dtype, g).cuda() for n in shapes_for(GPU_CHUNK)]
+    want = reference(tensors)
+    for backend in _gpu_backends():
+        assert_stats_close(tensor_stats(tensors, backend=backend), want, f"{backend} {dtype} seed={rng_seed}")
+
+
+def test_gpu_many_tiny_and_mixed_devices(rng_seed):
+    g = torch.Generator().manual_seed(rng_seed)
+    sizes = torch.randint(0, 40, (5000,), generator=g).tolist()
+    tensors = [planted(n, torch.float32, g) for n in sizes]
+    tensors = [t.cuda() if i % 3 else t for i, t in enumerate(tensors)]
+    assert_stats_close(tensor_stats(tensors), reference(tensors), f"tiny mixed seed={rng_seed}")
+
+
+def test_gpu_diff_stats(rng_seed):
+    g = torch.Generator().manual_seed(rng_seed)
+    a = [planted(n, torch.bfloat16, g).cuda() for n in (3, GPU_CHUNK * 3 + 1)]
+    b = [x.float() + 0.01 for x in a]
+    assert_stats_close(diff_stats(a, b), reference(a, b), f"gpu diff seed={rng_seed}")
+
+
+def test_async_launch_never_syncs_and_uses_one_launch_per_call():
+    tensors = [torch.randn(n, device="cuda") for n in (10, 1 << 20, 3, 5 << 17)]
+    computer = gradprobe.StatsComputer()
+    computer.launch(tensors, None, histogram=True, backend=None).result()  # allocate buffers first
+    engine = computer.backend("cuda").engine(torch.cuda.current_device())
+    before = engine.launches
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        pending = [computer.launch(tensors, None, histogram=True, backend=None) for _ in range(3)]
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert engine.launches - before == 3
+    results = [p.result() for p in pending]
+    assert_stats_close(results[-1], reference(tensors), "async")
+
+
+def test_results_survive_slot_reuse():
+    computer = gradprobe.StatsComputer()
+    xs = [torch.full((1000,), float(i), device="cuda") for i in range(12)]
+    pending = [computer.launch([x], None, histogram=False, backend="cuda") for x in xs]
+    for i, p in enumerate(pending):
+        assert p.result().mean[0] == float(i)
