@@ -10,6 +10,7 @@
 
 #include "cpu/stats_cpu.hpp"
 #include "table_args.hpp"
+#include "tensor_gather.hpp"
 
 namespace py = pybind11;
 
@@ -80,6 +81,9 @@ PYBIND11_MODULE(_core, m) {
       },
       py::arg("numels"), py::arg("chunk"),
       "The work table for these element counts: (first_task, num_tasks, tasks[m, 4]).");
+  m.def("gather_tensors", &gp::bind::gather_tensors, py::arg("objects"), py::arg("attr"), py::arg("codes"),
+        py::arg("ptrs"), py::arg("numels"), py::arg("dtypes"), py::arg("devices"),
+        "Fills the raw table of torch tensors (or of their attribute attr, e.g. 'grad'); returns how many were None.");
   m.def("has_avx512", &gp::cpu::has_avx512, "Whether the AVX-512 fast path runs on this CPU.");
   m.def("max_threads", []() { return omp_get_max_threads(); }, "OpenMP threads available.");
   m.def(

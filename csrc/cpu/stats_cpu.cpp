@@ -77,6 +77,35 @@ GP_AVX512 inline __m512 load16(const void* base, i64 i) {
   }
 }
 
+// The statistic's input x as float lanes: a, or a - b for pairs. A float difference is exact
+// whenever a and b are within a factor of two (weight updates nearly always); otherwise it is
+// rounded once (relative 2^-24), which leaves zero counts exact (a - b == 0 iff a == b) and the
+// bin unchanged unless it rounds onto a power of two (checked in stretch_fast).
+template <int D, bool kPair>
+GP_AVX512 inline __m512 load_x(const TensorDesc& t, i64 i) {
+  __m512 a = load16<D>((const void*)t.a, i);
+  if constexpr (kPair) return _mm512_sub_ps(a, load16<D>((const void*)t.b, i));
+  else return a;
+}
+
+// Lanes where fl(a - b) != a - b, by the error term of Knuth's TwoSum (zero iff exact).
+template <int D>
+GP_AVX512 inline __mmask16 inexact_difference(const TensorDesc& t, i64 i) {
+  __m512 a = load16<D>((const void*)t.a, i), minus_b = _mm512_sub_ps(_mm512_setzero_ps(), load16<D>((const void*)t.b, i));
+  __m512 s = _mm512_add_ps(a, minus_b);
+  __m512 b_virtual = _mm512_sub_ps(s, a);
+  __m512 a_virtual = _mm512_sub_ps(s, b_virtual);
+  __m512 error = _mm512_add_ps(_mm512_sub_ps(a, a_virtual), _mm512_sub_ps(minus_b, b_virtual));
+  return _mm512_cmp_ps_mask(error, _mm512_setzero_ps(), _CMP_NEQ_UQ);
+}
+
+template <int D>
+GP_AVX512 inline bool block_has_inexact_difference(const TensorDesc& t, i64 i) {
+  __mmask16 inexact = 0;
+  for (i64 j = i; j < i + kFastBlock; j += 16) inexact |= inexact_difference<D>(t, j);
+  return inexact != 0;
+}
+
 GP_AVX512 inline __m512d widen_sum(__m512 v) {
   __m256 lo = _mm512_castps512_ps256(v);
   __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
@@ -100,12 +129,12 @@ GP_AVX512_HIST inline int min_byte(__m512i v) {
   return _mm_cvtsi128_si32(_mm_minpos_epu16(z)) & 0xFFFF;
 }
 
-template <int D>
-GP_AVX512_HIST void block_hist_scalar(const void* base, i64 i, u64 zeros, u64* hist) {
+template <int D, bool kPair>
+GP_AVX512_HIST void block_hist_scalar(const TensorDesc& t, i64 i, u64 zeros, u64* hist) {
   alignas(64) u32 field[16];
   u64 field_zero = 0;
   for (i64 j = i; j < i + kFastBlock; j += 16) {
-    _mm512_store_si512((__m512i*)field, _mm512_srli_epi32(_mm512_slli_epi32(_mm512_castps_si512(load16<D>(base, j)), 1), 24));
+    _mm512_store_si512((__m512i*)field, _mm512_srli_epi32(_mm512_slli_epi32(_mm512_castps_si512(load_x<D, kPair>(t, j)), 1), 24));
     for (int k = 0; k < 16; ++k) {
       if (field[k]) ++hist[hist_bin_of_f32_exponent_field((int)field[k])];
       else ++field_zero;
@@ -114,8 +143,8 @@ GP_AVX512_HIST void block_hist_scalar(const void* base, i64 i, u64 zeros, u64* h
   hist[0] += field_zero - zeros;  // field 0 holds exact zeros (no bin) and subnormals (bin 0)
 }
 
-template <int D>
-GP_AVX512_HIST void block_hist(const void* base, i64 i, u64 zeros, bool has_tiny, u64* hist) {
+template <int D, bool kPair>
+GP_AVX512_HIST void block_hist(const TensorDesc& t, i64 i, u64 zeros, bool has_tiny, u64* hist) {
   // Byte 3 of each (x << 1) is the exponent field; gather bytes 3, 7, ... of four registers.
   alignas(64) static const unsigned char kGather[64] = {
       3, 7, 11, 15, 19, 23, 27, 31, 35, 39, 43, 47, 51, 55, 59, 63,
@@ -128,10 +157,10 @@ GP_AVX512_HIST void block_hist(const void* base, i64 i, u64 zeros, bool has_tiny
   const __m512i one = _mm512_set1_epi8(1);
   for (int v = 0; v < kVectorsPerBlock; ++v) {
     const i64 j = i + 64 * v;
-    __m512i t0 = _mm512_slli_epi32(_mm512_castps_si512(load16<D>(base, j)), 1);
-    __m512i t1 = _mm512_slli_epi32(_mm512_castps_si512(load16<D>(base, j + 16)), 1);
-    __m512i t2 = _mm512_slli_epi32(_mm512_castps_si512(load16<D>(base, j + 32)), 1);
-    __m512i t3 = _mm512_slli_epi32(_mm512_castps_si512(load16<D>(base, j + 48)), 1);
+    __m512i t0 = _mm512_slli_epi32(_mm512_castps_si512(load_x<D, kPair>(t, j)), 1);
+    __m512i t1 = _mm512_slli_epi32(_mm512_castps_si512(load_x<D, kPair>(t, j + 16)), 1);
+    __m512i t2 = _mm512_slli_epi32(_mm512_castps_si512(load_x<D, kPair>(t, j + 32)), 1);
+    __m512i t3 = _mm512_slli_epi32(_mm512_castps_si512(load_x<D, kPair>(t, j + 48)), 1);
     __m512i low = _mm512_permutex2var_epi8(t0, gather, t1);
     __m512i high = _mm512_permutex2var_epi8(t2, gather, t3);
     fields[v] = _mm512_mask_blend_epi8(0xFFFFFFFF00000000ULL, low, high);
@@ -141,7 +170,7 @@ GP_AVX512_HIST void block_hist(const void* base, i64 i, u64 zeros, bool has_tiny
   const int lo = min_byte(lo_minus_one) + 1;
   const int top = 255 - min_byte(_mm512_sub_epi8(_mm512_set1_epi8((char)0xFF), hi));
   const int windows = lo > top ? 0 : (top - lo) / 8 + 1;  // 0: no field above 0
-  if (windows > kWindows) return block_hist_scalar<D>(base, i, zeros, hist);
+  if (windows > kWindows) return block_hist_scalar<D, kPair>(t, i, zeros, hist);
   if (has_tiny) {  // zeros or subnormals present: field 0 counts both, only subnormals have a bin
     u64 field_zero = 0;
     for (int v = 0; v < kVectorsPerBlock; ++v)
@@ -200,14 +229,21 @@ GP_AVX512 inline bool block_fits_float_lanes(__m512 l1, __m512 s2, __m512 mn, __
   return _mm512_cmp_ps_mask(s2, _mm512_set1_ps(0x1p-80f), _CMP_GE_OQ) != 0;
 }
 
+// One fast-loop iteration reads 128 bytes of float32 (two lines) or 64 of a 16-bit type.
+template <int D>
+GP_AVX512 inline void prefetch_ahead(const void* base, i64 j) {
+  _mm_prefetch((const char*)base + j * (D == kF32 ? 4 : 2) + kPrefetchBytes, _MM_HINT_T0);
+  if constexpr (D == kF32) _mm_prefetch((const char*)base + j * 4 + kPrefetchBytes + 64, _MM_HINT_T0);
+}
+
 // Sum of a block in float lanes: the block's shift, so that every block is summed around its own
 // mean and an outlier at the start of a stretch cannot amplify rounding ((K - mean)^2 / var).
-template <int D>
-GP_AVX512 inline float block_mean(const void* base, i64 i) {
+template <int D, bool kPair>
+GP_AVX512 inline float block_mean(const TensorDesc& t, i64 i) {
   __m512 a = _mm512_setzero_ps(), b = a;
   for (i64 j = i; j < i + kFastBlock; j += 32) {
-    a = _mm512_add_ps(a, load16<D>(base, j));
-    b = _mm512_add_ps(b, load16<D>(base, j + 16));
+    a = _mm512_add_ps(a, load_x<D, kPair>(t, j));
+    b = _mm512_add_ps(b, load_x<D, kPair>(t, j + 16));
   }
   float mean = _mm512_reduce_add_ps(_mm512_add_ps(a, b)) * (1.0f / kFastBlock);
   return __builtin_isfinite(mean) ? mean : 0.0f;
@@ -217,9 +253,8 @@ GP_AVX512 inline double reduce_wide(__m512 v) { return _mm512_reduce_add_pd(wide
 
 // Fast path: each finite block becomes a float64 partial (n, mean, M2) merged with Chan's formula;
 // blocks that fail block_fits_float_lanes and the tail accumulate exactly into `exact`.
-template <int D>
+template <int D, bool kPair>
 GP_AVX512_HIST Partial stretch_fast(const TensorDesc& t, i64 start, i64 len, Sums& exact, u64* hist) {
-  const void* base = (const void*)t.a;
   const __m512 zero = _mm512_setzero_ps();
   const __m512 inf = _mm512_set1_ps(__builtin_inff());
   const __m512 smallest_normal = _mm512_set1_ps(__FLT_MIN__);
@@ -229,15 +264,15 @@ GP_AVX512_HIST Partial stretch_fast(const TensorDesc& t, i64 start, i64 len, Sum
   const i64 end = start + len;
   i64 i = start;
   for (; i + kFastBlock <= end; i += kFastBlock) {
-    const float block_shift = block_mean<D>(base, i);
+    const float block_shift = block_mean<D, kPair>(t, i);
     const __m512 shift = _mm512_set1_ps(block_shift);
     __m512 s1a = zero, s1b = zero, s2a = zero, s2b = zero, l1a = zero, l1b = zero;
     __m512 mina = inf, minb = inf, maxa = _mm512_sub_ps(zero, inf), maxb = maxa, tiny = inf;
+    __mmask16 powers_of_two = 0;  // pairs: non-zero differences whose mantissa is 0
     for (i64 j = i; j < i + kFastBlock; j += 32) {
-      // One iteration reads 128 bytes of float32 (two lines) or 64 of a 16-bit type.
-      _mm_prefetch((const char*)base + j * (D == kF32 ? 4 : 2) + kPrefetchBytes, _MM_HINT_T0);
-      if constexpr (D == kF32) _mm_prefetch((const char*)base + j * 4 + kPrefetchBytes + 64, _MM_HINT_T0);
-      __m512 x0 = load16<D>(base, j), x1 = load16<D>(base, j + 16);
+      prefetch_ahead<D>((const void*)t.a, j);
+      if constexpr (kPair) prefetch_ahead<D>((const void*)t.b, j);
+      __m512 x0 = load_x<D, kPair>(t, j), x1 = load_x<D, kPair>(t, j + 16);
       __m512 d0 = _mm512_sub_ps(x0, shift), d1 = _mm512_sub_ps(x1, shift);
       __m512 a0 = _mm512_abs_ps(x0), a1 = _mm512_abs_ps(x1);
       s1a = _mm512_add_ps(s1a, d0);
@@ -251,6 +286,21 @@ GP_AVX512_HIST Partial stretch_fast(const TensorDesc& t, i64 start, i64 len, Sum
       maxa = _mm512_max_ps(maxa, x0);
       maxb = _mm512_max_ps(maxb, x1);
       tiny = _mm512_min_ps(tiny, _mm512_min_ps(a0, a1));  // smallest |x|: zeros are counted only if it is 0
+      if constexpr (kPair) {
+        const __m512i mantissa = _mm512_set1_epi32(0x7FFFFF);
+        powers_of_two |= _mm512_mask_testn_epi32_mask(_mm512_cmp_ps_mask(x0, zero, _CMP_NEQ_UQ),
+                                                      _mm512_castps_si512(x0), mantissa);
+        powers_of_two |= _mm512_mask_testn_epi32_mask(_mm512_cmp_ps_mask(x1, zero, _CMP_NEQ_UQ),
+                                                      _mm512_castps_si512(x1), mantissa);
+      }
+    }
+    if constexpr (kPair) {
+      // A rounded float difference changes histogram bin only when it rounds onto a power of two;
+      // such a block is checked exactly (TwoSum) and, if inexact, redone in float64.
+      if (powers_of_two && block_has_inexact_difference<D>(t, i)) {
+        stretch_exact_any(t, i, kFastBlock, exact, hist);
+        continue;
+      }
     }
     const __m512 l1 = _mm512_add_ps(l1a, l1b), s2 = _mm512_add_ps(s2a, s2b);
     const __m512 block_min = _mm512_min_ps(mina, minb), block_max = _mm512_max_ps(maxa, maxb);
@@ -261,7 +311,7 @@ GP_AVX512_HIST Partial stretch_fast(const TensorDesc& t, i64 start, i64 len, Sum
     u64 zeros = 0;
     if (_mm512_cmp_ps_mask(tiny, zero, _CMP_EQ_OQ)) {
       for (i64 j = i; j < i + kFastBlock; j += 16)
-        zeros += (u64)__builtin_popcount(_mm512_cmp_ps_mask(load16<D>(base, j), zero, _CMP_EQ_OQ));
+        zeros += (u64)__builtin_popcount(_mm512_cmp_ps_mask(load_x<D, kPair>(t, j), zero, _CMP_EQ_OQ));
     }
     const double n = (double)kFastBlock, s1_sum = reduce_wide(_mm512_add_ps(s1a, s1b));
     const double m2 = reduce_wide(s2) - s1_sum * (s1_sum / n);
@@ -270,7 +320,7 @@ GP_AVX512_HIST Partial stretch_fast(const TensorDesc& t, i64 start, i64 len, Sum
     partial_merge(blocks, block);
     run_min = _mm512_min_ps(run_min, block_min);
     run_max = _mm512_max_ps(run_max, block_max);
-    if (hist) block_hist<D>(base, i, zeros, _mm512_cmp_ps_mask(tiny, smallest_normal, _CMP_LT_OQ) != 0, hist);
+    if (hist) block_hist<D, kPair>(t, i, zeros, _mm512_cmp_ps_mask(tiny, smallest_normal, _CMP_LT_OQ) != 0, hist);
   }
   if (i < end) stretch_exact_any(t, i, end - i, exact, hist);
   Partial result = partial_from_sums(exact);
@@ -304,11 +354,19 @@ Partial stretch(const TensorDesc& t, i64 start, i64 len, u64* hist) {
   sums_init(s, shift_for(first));
 #ifdef GP_X86
   static const bool fast = has_avx512();
-  if (fast && !t.b && len >= kFastMinLen) {
+  if (fast && len >= kFastMinLen && !t.b) {
     switch (t.dtype_a) {
-      case kF32: return stretch_fast<kF32>(t, start, len, s, hist);
-      case kF16: return stretch_fast<kF16>(t, start, len, s, hist);
-      case kBF16: return stretch_fast<kBF16>(t, start, len, s, hist);
+      case kF32: return stretch_fast<kF32, false>(t, start, len, s, hist);
+      case kF16: return stretch_fast<kF16, false>(t, start, len, s, hist);
+      case kBF16: return stretch_fast<kBF16, false>(t, start, len, s, hist);
+      default: break;
+    }
+  }
+  if (fast && len >= kFastMinLen && t.b && t.dtype_a == t.dtype_b) {
+    switch (t.dtype_a) {
+      case kF32: return stretch_fast<kF32, true>(t, start, len, s, hist);
+      case kF16: return stretch_fast<kF16, true>(t, start, len, s, hist);
+      case kBF16: return stretch_fast<kBF16, true>(t, start, len, s, hist);
       default: break;
     }
   }

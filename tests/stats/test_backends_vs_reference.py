@@ -139,14 +139,30 @@ def test_diff_stats_matches_reference(dtype, rng_seed):
     a = [planted(n, dtype, g) for n in (0, 1, 1000, CPU_CHUNK + 1)]
     b = [(x.double() + 1e-3 * torch.randn(x.shape, generator=g, dtype=torch.float64)).to(dtype) for x in a]
     got = diff_stats(a, b)
-    assert_stats_close(got, reference(a, b), f"diff {dtype} seed={rng_seed}")
+    assert_stats_close(got, reference(a, b), f"diff {dtype} seed={rng_seed}", pair=True)
+
+
+def test_diff_stats_of_weight_updates_crossing_zero(rng_seed):
+    # Weights near zero make float32 differences inexact: counts and bins must still be exact.
+    g = torch.Generator().manual_seed(rng_seed)
+    w = torch.randn(3_000_000, generator=g) * 0.05
+    w2 = w - 1e-4 * torch.randn(w.shape, generator=g)
+    w2[:1000] = -w[:1000]  # sign flips: the hardest differences
+    assert_stats_close(diff_stats([w2], [w]), reference([w2], [w]), f"updates seed={rng_seed}", pair=True)
+
+
+def test_diff_rounding_onto_power_of_two_keeps_bins():
+    # 1 - 2^-25 is not a float32: fl(a - b) rounds onto 1.0, the bin below must still be counted.
+    a = torch.full((4096,), 1.0, dtype=torch.float32)
+    b = torch.full((4096,), 2.0**-25, dtype=torch.float32)
+    assert_stats_close(diff_stats([a], [b]), reference([a], [b]), "power of two", pair=True)
 
 
 def test_diff_stats_of_mixed_dtype_pairs(rng_seed):
     g = torch.Generator().manual_seed(rng_seed)
     a = [torch.randn(5000, generator=g).to(torch.bfloat16), torch.randn(300, generator=g)]
     b = [torch.randn(5000, generator=g), torch.randn(300, generator=g).double()]
-    assert_stats_close(diff_stats(a, b), reference(a, b), "mixed pair")
+    assert_stats_close(diff_stats(a, b), reference(a, b), "mixed pair", pair=True)
 
 
 def test_async_on_cpu_is_done_and_equal(rng_seed):

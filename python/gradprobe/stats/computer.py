@@ -129,7 +129,10 @@ class StatsComputer:
 
     def launch(self, a: Sequence[Any], b: Sequence[Any] | None, *, histogram: bool,
                backend: str | None) -> PendingStats:
-        table: Table = build_table(a, b)
+        return self.launch_table(build_table(a, b), histogram=histogram, backend=backend)
+
+    def launch_table(self, table: Table, *, histogram: bool, backend: str | None) -> PendingStats:
+        """Launches a table built elsewhere (the probe reads its tables natively)."""
         n = len(table)
         launches = []
         for device, rows in table.groups().items():

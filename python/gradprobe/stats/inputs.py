@@ -43,7 +43,7 @@ class Table:
     numels: np.ndarray
     dtypes_a: np.ndarray
     dtypes_b: np.ndarray
-    devices: list[Device]
+    device_codes: np.ndarray  # per row: -1 for the CPU, k for cuda:k
     kinds: list[str]
     a_objs: list[Any] = field(default_factory=list)  # what owns each row's memory (a copy when one was needed)
     b_objs: list[Any] | None = None
@@ -53,15 +53,27 @@ class Table:
 
     def subset(self, rows: np.ndarray) -> "Table":
         """The rows at `rows` (one device's share), in that order."""
+        objs_a = [self.a_objs[i] for i in rows] if self.a_objs else []
+        objs_b = None if self.b_objs is None else [self.b_objs[i] for i in rows]
         return Table(self.a_ptrs[rows], self.b_ptrs[rows], self.numels[rows], self.dtypes_a[rows],
-                     self.dtypes_b[rows], [self.devices[i] for i in rows], [self.kinds[i] for i in rows],
-                     [self.a_objs[i] for i in rows], None if self.b_objs is None else [self.b_objs[i] for i in rows])
+                     self.dtypes_b[rows], self.device_codes[rows], [self.kinds[i] for i in rows], objs_a, objs_b)
 
     def groups(self) -> dict[Device, np.ndarray]:
-        order: dict[Device, list[int]] = {}
-        for i, device in enumerate(self.devices):
-            order.setdefault(device, []).append(i)
-        return {d: np.asarray(rows, dtype=np.int64) for d, rows in order.items()}
+        """Row indices per device, in input order within each device."""
+        codes = self.device_codes
+        if codes.size == 0:
+            return {}
+        if (codes == codes[0]).all():
+            return {device_of_code(int(codes[0])): np.arange(codes.size)}
+        return {device_of_code(int(c)): np.flatnonzero(codes == c) for c in np.unique(codes)}
+
+
+def device_of_code(code: int) -> Device:
+    return CPU if code < 0 else ("cuda", code)
+
+
+def code_of_device(device: Device) -> int:
+    return -1 if device[0] == "cpu" else device[1]
 
 
 def _torch():
@@ -176,7 +188,7 @@ def _fast_torch_table(a: Sequence[Any]) -> Table | None:
         codes = _FAST_CODES["torch"] = _torch_dtype_codes()
     tensor_type, strided = torch.Tensor, torch.strided
     n = len(a)
-    ptrs, numels, dtypes, devices = [0] * n, [0] * n, [0] * n, [CPU] * n
+    ptrs, numels, dtypes, devices = [0] * n, [0] * n, [0] * n, [-1] * n
     for i, t in enumerate(a):
         if not isinstance(t, tensor_type) or t.layout is not strided:
             return None
@@ -184,13 +196,13 @@ def _fast_torch_table(a: Sequence[Any]) -> Table | None:
         if code is None or not t.is_contiguous():
             return None
         if t.is_cuda:
-            devices[i] = ("cuda", t.get_device())
+            devices[i] = t.get_device()
         elif not t.is_cpu:
             return None
         ptrs[i], numels[i], dtypes[i] = t.data_ptr(), t.numel(), code
     dtype_array = np.asarray(dtypes, np.int32)
     return Table(np.asarray(ptrs, np.int64), np.zeros(n, np.int64), np.asarray(numels, np.int64), dtype_array,
-                 dtype_array, devices, ["torch"] * n, list(a), None)
+                 dtype_array, np.asarray(devices, np.int32), ["torch"] * n, list(a), None)
 
 
 _FAST_CODES: dict[str, dict[Any, int]] = {}  # filled once: torch's dtype objects -> codes
@@ -212,7 +224,7 @@ def build_table(a: Sequence[Any], b: Sequence[Any] | None = None) -> Table:
     numels = np.zeros(n, np.int64)
     dtypes_a = np.zeros(n, np.int32)
     dtypes_b = np.zeros(n, np.int32)
-    devices: list[Device] = []
+    devices = np.zeros(n, np.int32)
     kinds: list[str] = []
     a_objs: list[Any] = []
     b_objs: list[Any] | None = None if b is None else []
@@ -230,7 +242,7 @@ def build_table(a: Sequence[Any], b: Sequence[Any] | None = None) -> Table:
                 raise InputError(f"tensor {i}: a is on {_device_name(da.device)} but b on {_device_name(db.device)}")
             b_ptrs[i], dtypes_b[i] = db.ptr, db.dtype
             b_objs.append(db.keepalive)
-        devices.append(da.device)
+        devices[i] = code_of_device(da.device)
         kinds.append(da.kind)
     return Table(a_ptrs, b_ptrs, numels, dtypes_a, dtypes_b, devices, kinds, a_objs, b_objs)
 

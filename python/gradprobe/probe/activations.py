@@ -1,0 +1,100 @@
+"""Activation capture: module outputs from forward hooks, batched into one fused call per forward.
+
+Hooks are attached only for a forward whose step is due and removed after it, so steps that
+record no activations pay nothing. Outputs are held until the root module's forward returns
+(they are mostly saved for backward anyway), then measured in one call. A module that runs twice
+in one forward gets `name#1`, `name#2` ... for its later calls. For activation functions the input
+is recorded too (`name:input`), since saturation is a property of the pre-activation.
+
+Caveat: an in-place operation that changes an output after its hook (e.g. ReLU(inplace=True) on a
+Linear's output) is seen after the change.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+
+# Modules whose output duplicates another's or carries no signal.
+_SKIPPED_TYPES = ("Dropout", "Identity")
+# Activation functions whose input shows saturation (tanh, sigmoid, softmax) or death (ReLU family).
+ACTIVATION_TYPES = ("ReLU", "GELU", "GELUActivation", "Tanh", "Sigmoid", "Softmax", "SiLU", "LeakyReLU", "ELU",
+                    "Hardtanh", "ReLU6", "NewGELUActivation", "FastGELUActivation", "QuickGELUActivation", "Mish")
+
+
+def first_tensor(value: Any) -> torch.Tensor | None:
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, (tuple, list)):
+        for v in value:
+            if isinstance(v, torch.Tensor):
+                return v
+    if hasattr(value, "to_tuple"):  # transformers ModelOutput
+        return first_tensor(value.to_tuple())
+    return None
+
+
+def select_modules(model: torch.nn.Module, selects: Callable[[str], bool],
+                   patterns_given: bool) -> list[tuple[str, torch.nn.Module]]:
+    """Leaf modules (or, with patterns, any module they name), minus dropout and identity."""
+    chosen = []
+    for name, module in model.named_modules():
+        if module is model or type(module).__name__ in _SKIPPED_TYPES:
+            continue
+        is_leaf = next(module.children(), None) is None
+        if (patterns_given or is_leaf) and selects(name):
+            chosen.append((name, module))
+    return chosen
+
+
+class ActivationCapture:
+    def __init__(self, model: torch.nn.Module, modules: list[tuple[str, torch.nn.Module]],
+                 on_forward: Callable[[list[str], list[torch.Tensor]], None]) -> None:
+        self._model = model
+        self._modules = modules
+        self._names = {id(m): n for n, m in modules}
+        self._is_activation = {id(m): type(m).__name__ in ACTIVATION_TYPES for _, m in modules}
+        self._on_forward = on_forward
+        self._handles: list[Any] = []
+        self._names_seen: dict[str, int] = {}
+        self._labels: list[str] = []
+        self._tensors: list[torch.Tensor] = []
+
+    @property
+    def armed(self) -> bool:
+        return bool(self._handles)
+
+    def arm(self) -> None:
+        if self._handles or not self._modules:
+            return
+        for _, module in self._modules:
+            self._handles.append(module.register_forward_hook(self._on_module))
+        self._handles.append(self._model.register_forward_hook(self._on_root, always_call=True))
+
+    def disarm(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        self._labels, self._tensors, self._names_seen = [], [], {}
+
+    def _on_module(self, module: torch.nn.Module, inputs: tuple, output: Any) -> None:
+        name = self._names[id(module)]
+        calls = self._names_seen.get(name, 0)
+        self._names_seen[name] = calls + 1
+        label = name if calls == 0 else f"{name}#{calls}"
+        out = first_tensor(output)
+        if out is not None and out.is_floating_point():
+            self._labels.append(label)
+            self._tensors.append(out.detach())
+        if self._is_activation[id(module)]:
+            x = first_tensor(inputs)
+            if x is not None and x.is_floating_point():
+                self._labels.append(f"{label}:input")
+                self._tensors.append(x.detach())
+
+    def _on_root(self, module: torch.nn.Module, inputs: tuple, output: Any) -> None:
+        labels, tensors = self._labels, self._tensors
+        self.disarm()  # one forward per due step
+        if tensors:
+            self._on_forward(labels, tensors)

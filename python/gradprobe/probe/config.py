@@ -1,0 +1,203 @@
+"""Probe configuration: frozen dataclasses, presets by cost, YAML/JSON files; unknown keys are errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from .schedule import Schedule
+
+# What a collection measures. Tensor kinds go through the fused kernels; the others are scalars/counts.
+TENSOR_KINDS: tuple[str, ...] = ("grad", "weight", "update", "activation")
+KINDS: tuple[str, ...] = TENSOR_KINDS + ("input",)
+MODES: tuple[str, ...] = ("train", "eval", "predict")
+
+
+@dataclass(frozen=True)
+class Collection:
+    """A named selection of tensors (regexes over parameter or module names) and when to measure it.
+
+    schedules: one per mode; a mode absent from the mapping is never measured.
+    """
+
+    name: str
+    kind: str
+    include: tuple[str, ...] = (".*",)
+    exclude: tuple[str, ...] = ()
+    schedules: Mapping[str, Schedule] = field(default_factory=lambda: {"train": Schedule()})
+    histogram: bool = True
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"collection {self.name!r}: unknown kind {self.kind!r} (known: {', '.join(KINDS)})")
+        for mode in self.schedules:
+            if mode not in MODES:
+                raise ValueError(f"collection {self.name!r}: unknown mode {mode!r} (known: {', '.join(MODES)})")
+        for pattern in self.include + self.exclude:
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                raise ValueError(f"collection {self.name!r}: bad regex {pattern!r}: {error}") from None
+
+    def selects(self, name: str) -> bool:
+        return any(re.search(p, name) for p in self.include) and not any(re.search(p, name) for p in self.exclude)
+
+    def due(self, mode: str, step: int) -> bool:
+        schedule = self.schedules.get(mode)
+        return schedule is not None and schedule.due(step)
+
+
+def _every(n: int, eval_every: int | None = None, dense_until: int = 0) -> dict[str, Schedule]:
+    schedules = {"train": Schedule(every=n, dense_until=dense_until)}
+    if eval_every is not None:
+        schedules["eval"] = Schedule(every=eval_every)
+    return schedules
+
+
+def builtin_collections(preset: str) -> tuple[Collection, ...]:
+    """The built-in collections at a preset's cost."""
+    if preset == "minimal":
+        return (Collection("gradients", "grad", schedules=_every(10, dense_until=10), histogram=False),)
+    if preset == "default":
+        return (
+            Collection("gradients", "grad", schedules=_every(1)),
+            Collection("weights", "weight", exclude=(r"bias$",), schedules=_every(1)),
+            Collection("biases", "weight", include=(r"bias$",), schedules=_every(1)),
+            Collection("updates", "update", schedules=_every(1)),
+            Collection("activations", "activation", schedules=_every(10, eval_every=10)),
+        )
+    if preset == "full":
+        return (
+            Collection("gradients", "grad", schedules=_every(1)),
+            Collection("weights", "weight", exclude=(r"bias$",), schedules=_every(1, eval_every=1)),
+            Collection("biases", "weight", include=(r"bias$",), schedules=_every(1, eval_every=1)),
+            Collection("updates", "update", schedules=_every(1)),
+            Collection("activations", "activation", schedules=_every(1, eval_every=1)),
+            Collection("inputs", "input", schedules={"train": Schedule(), "eval": Schedule(), "predict": Schedule()}),
+        )
+    raise ValueError(f"unknown preset {preset!r} (known: minimal, default, full)")
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """How the run directory is written."""
+
+    flush_seconds: float = 5.0  # a closed part at least this often: readers see data while training runs
+    flush_rows: int = 50_000
+    max_pending_rows: int = 2_000_000  # rows kept in memory while the disk refuses writes
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    collections: tuple[Collection, ...] = field(default_factory=lambda: builtin_collections("default"))
+    store: StoreConfig = field(default_factory=StoreConfig)
+    # Which modules' outputs are activations: "leaf" (modules without children) or a regex list.
+    activation_modules: tuple[str, ...] = ()
+    token_ids: Mapping[str, int] = field(default_factory=dict)  # inputs: e.g. {"pad": 0, "unk": 100}
+    backend: str | None = None  # statistics backend; None picks per device
+    cpu_threads: int = 0
+    preset: str = "default"
+
+    @classmethod
+    def from_preset(cls, name: str) -> "ProbeConfig":
+        return cls(collections=builtin_collections(name), preset=name)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "ProbeConfig":
+        """Keys: preset, collections ({name: {kind, include, exclude, schedule | schedules, histogram,
+        enabled}}), store, activation_modules, token_ids, backend, cpu_threads."""
+        known = {"preset", "collections", "store", "activation_modules", "token_ids", "backend", "cpu_threads"}
+        _reject_unknown(data, known, "config")
+        preset = data.get("preset", "default")
+        collections = {c.name: c for c in builtin_collections(preset)}
+        for name, spec in (data.get("collections") or {}).items():
+            spec = dict(spec or {})
+            _reject_unknown(spec, {"kind", "include", "exclude", "schedule", "schedules", "histogram", "enabled"},
+                            f"collections.{name}")
+            if spec.pop("enabled", True) is False:
+                collections.pop(name, None)
+                continue
+            base = collections.get(name)
+            if base is None and "kind" not in spec:
+                raise ValueError(f"collections.{name}: a new collection needs a 'kind' ({', '.join(KINDS)})")
+            schedules = base.schedules if base else {"train": Schedule()}
+            if "schedule" in spec:
+                schedules = {"train": Schedule.from_value(spec.pop("schedule"))}
+            if "schedules" in spec:
+                schedules = {mode: Schedule.from_value(v) for mode, v in spec.pop("schedules").items()}
+            collections[name] = Collection(
+                name=name,
+                kind=spec.get("kind", base.kind if base else ""),
+                include=tuple(spec.get("include", base.include if base else (".*",))),
+                exclude=tuple(spec.get("exclude", base.exclude if base else ())),
+                schedules=schedules,
+                histogram=bool(spec.get("histogram", base.histogram if base else True)),
+            )
+        store = data.get("store") or {}
+        _reject_unknown(store, {f.name for f in dataclasses.fields(StoreConfig)}, "store")
+        return cls(
+            collections=tuple(collections.values()),
+            store=StoreConfig(**store),
+            activation_modules=tuple(data.get("activation_modules", ())),
+            token_ids=dict(data.get("token_ids", {})),
+            backend=data.get("backend"),
+            cpu_threads=int(data.get("cpu_threads", 0)),
+            preset=preset,
+        )
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "ProbeConfig":
+        """A YAML (.yaml/.yml) or JSON file with the keys of from_dict."""
+        path = Path(path)
+        text = path.read_text()
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        else:
+            data = json.loads(text)
+        if not isinstance(data, Mapping):
+            raise ValueError(f"{path}: expected a mapping at the top level")
+        try:
+            return cls.from_dict(data)
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready description (written to meta.json)."""
+        return {
+            "preset": self.preset,
+            "collections": {c.name: {"kind": c.kind, "include": list(c.include), "exclude": list(c.exclude),
+                                     "schedules": {m: dataclasses.asdict(s) for m, s in c.schedules.items()},
+                                     "histogram": c.histogram} for c in self.collections},
+            "store": dataclasses.asdict(self.store),
+            "activation_modules": list(self.activation_modules),
+            "token_ids": dict(self.token_ids),
+            "backend": self.backend,
+            "cpu_threads": self.cpu_threads,
+        }
+
+
+def resolve_config(config: "ProbeConfig | str | Path | Mapping[str, Any] | None") -> ProbeConfig:
+    """A ProbeConfig from what users pass: None (default preset), a preset name, a file, a mapping."""
+    if config is None:
+        return ProbeConfig()
+    if isinstance(config, ProbeConfig):
+        return config
+    if isinstance(config, Mapping):
+        return ProbeConfig.from_dict(config)
+    if isinstance(config, str) and config in ("minimal", "default", "full"):
+        return ProbeConfig.from_preset(config)
+    return ProbeConfig.from_file(config)
+
+
+def _reject_unknown(data: Mapping[str, Any], known: set[str], where: str) -> None:
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{where}: expected a mapping, got {type(data).__name__}")
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})")

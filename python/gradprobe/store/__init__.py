@@ -1,0 +1,7 @@
+"""The run directory: schema, writer, reader."""
+
+from .reader import Run, open_run
+from .schema import SCHEMA_VERSION
+from .writer import RunDirectoryError, RunWriter
+
+__all__ = ["Run", "RunDirectoryError", "RunWriter", "SCHEMA_VERSION", "open_run"]

@@ -1,0 +1,130 @@
+"""open_run(): read a run directory, finished or still being written (closed parts only)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..stats._layout import HIST_BINS, hist_edges
+from .schema import EVENTS_FILE, META_FILE, PART_GLOB, SCHEMAS, STAT_COLUMNS, expand_hist, upgrade
+
+
+class Run:
+    """A run directory. Every call re-reads the closed parts, so a live run shows new steps."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        meta_path = self.path / META_FILE
+        if not meta_path.exists():
+            raise FileNotFoundError(f"{self.path} is not a gradprobe run (no {META_FILE})")
+        self.meta: dict[str, Any] = json.loads(meta_path.read_text())
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r})"
+
+    # -- raw tables ---------------------------------------------------------------------------
+    def parts(self, table: str) -> list[Path]:
+        return sorted((self.path / table).glob(f"rank*/{PART_GLOB}"))
+
+    def table(self, name: str) -> pa.Table:
+        """Every closed part of a table, upgraded to the current schema, rank column added."""
+        tables = []
+        for part in self.parts(name):
+            try:
+                data = pq.read_table(part)
+            except (OSError, pa.ArrowException):
+                continue  # a part vanished or is unreadable: skip it rather than fail the reader
+            version = int((data.schema.metadata or {}).get(b"gradprobe_schema", b"1"))
+            data = upgrade(data, version, name).replace_schema_metadata(None)
+            rank = int(part.parent.name.removeprefix("rank"))
+            tables.append(data.append_column("rank", pa.array(np.full(data.num_rows, rank, np.int32))))
+        if not tables:
+            empty = SCHEMAS[name].empty_table()
+            return empty.append_column("rank", pa.array([], pa.int32()))
+        return pa.concat_tables(tables)
+
+    # -- views ----------------------------------------------------------------------------------
+    def stats(self, kind: str | None = "grad", names: Iterable[str] | None = None,
+              stats: Sequence[str] | None = None, mode: str | None = None) -> pd.DataFrame:
+        """Long form: step, mode, tensor, kind, present, one column per statistic."""
+        frame = self._stats_frame(kind, names, mode)
+        keep = ["step", "mode", "tensor", "kind", "present", "rank"] + list(stats or STAT_COLUMNS) + ["ratio"]
+        unknown = [s for s in (stats or ()) if s not in STAT_COLUMNS]
+        if unknown:
+            raise ValueError(f"unknown statistic {unknown[0]!r} (known: {', '.join(STAT_COLUMNS)})")
+        return frame[keep].reset_index(drop=True)
+
+    def hist(self, kind: str = "grad", names: Iterable[str] | None = None, mode: str | None = None
+             ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+        """(rows, counts, edges): rows as in stats(), counts (n, HIST_BINS), the bin edges."""
+        frame = self._stats_frame(kind, names, mode)
+        lists = pa.array(list(frame["hist"]), pa.list_(pa.int64())) if len(frame) else pa.array([], pa.list_(pa.int64()))
+        counts = expand_hist(frame["hist_lo"].fillna(0).to_numpy(), lists, HIST_BINS)
+        rows = frame[["step", "mode", "tensor", "kind", "rank"]].reset_index(drop=True)
+        return rows, counts, hist_edges()
+
+    def scalars(self, names: Iterable[str] | None = None, mode: str | None = None) -> pd.DataFrame:
+        frame = self.table("scalars").to_pandas()
+        if names is not None:
+            frame = frame[frame["name"].isin(list(names))]
+        if mode is not None:
+            frame = frame[frame["mode"] == mode]
+        return frame.sort_values(["step", "name"], kind="stable").reset_index(drop=True)
+
+    def inputs(self) -> pd.DataFrame:
+        return self.table("inputs").to_pandas()
+
+    def steps(self, mode: str | None = "train") -> np.ndarray:
+        steps = set()
+        for name in ("stats", "scalars"):
+            frame = self.table(name).select(["step", "mode"]).to_pandas()
+            if mode is not None:
+                frame = frame[frame["mode"] == mode]
+            steps.update(frame["step"].tolist())
+        return np.array(sorted(steps), dtype=np.int64)
+
+    def tensors(self, kind: str | None = None) -> list[str]:
+        """Tensor names in model order (meta.json), falling back to the stored names."""
+        params = [p["name"] for p in self.meta.get("parameters", [])]
+        stored = self.table("stats").select(["tensor", "kind"]).to_pandas()
+        if kind is not None:
+            stored = stored[stored["kind"] == kind]
+        present = set(stored["tensor"])
+        ordered = [n for n in params if n in present]
+        return ordered + sorted(present - set(ordered))
+
+    def events(self, type: str | None = None) -> list[dict[str, Any]]:
+        path = self.path / EVENTS_FILE
+        if not path.exists():
+            return []
+        records = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # a line cut by a crash
+            if type is None or record.get("type") == type:
+                records.append(record)
+        return records
+
+    def _stats_frame(self, kind: str | None, names: Iterable[str] | None, mode: str | None) -> pd.DataFrame:
+        table = self.table("stats")
+        frame = table.to_pandas()
+        if kind is not None:
+            frame = frame[frame["kind"] == kind]
+        if names is not None:
+            frame = frame[frame["tensor"].isin(list(names))]
+        if mode is not None:
+            frame = frame[frame["mode"] == mode]
+        return frame.sort_values(["step", "kind"], kind="stable")
+
+
+def open_run(path: str | Path) -> Run:
+    """Opens a run directory for reading; works while the run is still being written."""
+    return Run(path)

@@ -1,0 +1,84 @@
+"""The run directory's layout and table schemas (versioned; readers upgrade old parts).
+
+run/
+  meta.json                 model structure, parameters, config, versions, hardware, times
+  events.jsonl              lifecycle, findings, actions: one JSON object a line, flushed per event
+  stats/rank0/part-000001.parquet      per-step tensor statistics (long form)
+  scalars/rank0/part-000001.parquet    losses, metrics, learning rates, gradprobe's own overhead
+  inputs/rank0/...                     token-id counts of model inputs
+A part being written is named _part-*.tmp and renamed when complete, so readers never see half a part.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
+
+SCHEMA_VERSION = 1
+TABLES: tuple[str, ...] = ("stats", "scalars", "inputs")
+META_FILE = "meta.json"
+EVENTS_FILE = "events.jsonl"
+PART_GLOB = "part-*.parquet"
+
+STAT_COLUMNS: tuple[str, ...] = ("numel", "finite", "l2", "l1", "min", "max", "mean", "std", "zeros", "nans", "infs")
+_INT_STATS = {"numel", "finite", "zeros", "nans", "infs"}
+
+STATS_SCHEMA = pa.schema(
+    [("step", pa.int64()), ("mode", pa.string()), ("kind", pa.string()), ("tensor", pa.string()),
+     ("present", pa.bool_())]
+    + [(c, pa.int64() if c in _INT_STATS else pa.float64()) for c in STAT_COLUMNS]
+    # Histogram kept sparse: counts of bins hist_lo .. hist_lo + len(hist) - 1.
+    + [("hist_lo", pa.int16()), ("hist", pa.list_(pa.int64()))]
+    # Updates: |w_after - w_before| / |w_after| (null for other kinds).
+    + [("ratio", pa.float64())]
+)
+SCALARS_SCHEMA = pa.schema([("step", pa.int64()), ("mode", pa.string()), ("name", pa.string()),
+                            ("value", pa.float64()), ("time", pa.float64())])
+INPUTS_SCHEMA = pa.schema([("step", pa.int64()), ("mode", pa.string()), ("input", pa.string()),
+                           ("token", pa.string()), ("count", pa.int64()), ("total", pa.int64())])
+SCHEMAS = {"stats": STATS_SCHEMA, "scalars": SCALARS_SCHEMA, "inputs": INPUTS_SCHEMA}
+
+
+def part_metadata() -> dict[bytes, bytes]:
+    return {b"gradprobe_schema": str(SCHEMA_VERSION).encode()}
+
+
+def compact_hist(hist: np.ndarray | None, n: int) -> tuple[pa.Array, pa.Array]:
+    """(hist_lo, hist) columns: each row's counts from its first to its last non-zero bin."""
+    if hist is None:
+        return pa.nulls(n, pa.int16()), pa.nulls(n, pa.list_(pa.int64()))
+    hist = np.asarray(hist, dtype=np.int64)
+    nonzero = hist > 0
+    any_nonzero = nonzero.any(axis=1)
+    bins = hist.shape[1]
+    lo = np.where(any_nonzero, nonzero.argmax(axis=1), 0)
+    hi = np.where(any_nonzero, bins - nonzero[:, ::-1].argmax(axis=1), 0)
+    columns = np.arange(bins)
+    keep = (columns >= lo[:, None]) & (columns < hi[:, None])
+    offsets = np.concatenate(([0], np.cumsum(hi - lo))).astype(np.int32)
+    return pa.array(lo.astype(np.int16)), pa.ListArray.from_arrays(pa.array(offsets), pa.array(hist[keep]))
+
+
+def expand_hist(lo: np.ndarray, lists: pa.Array | pa.ChunkedArray, bins: int) -> np.ndarray:
+    """Dense (n, bins) counts from the sparse columns (null lists give zero rows)."""
+    if isinstance(lists, pa.ChunkedArray):
+        lists = pa.concat_arrays(lists.chunks) if lists.num_chunks else pa.array([], pa.list_(pa.int64()))
+    n = len(lists)
+    dense = np.zeros((n, bins), dtype=np.int64)
+    if n == 0:
+        return dense
+    lengths = np.nan_to_num(pa.compute.list_value_length(lists).to_numpy(zero_copy_only=False), nan=0).astype(np.int64)
+    values = lists.flatten().to_numpy(zero_copy_only=False).astype(np.int64)
+    rows = np.repeat(np.arange(n), lengths)
+    within = np.arange(len(values)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    dense[rows, np.repeat(np.asarray(lo, np.int64), lengths) + within] = values
+    return dense
+
+
+def upgrade(table: pa.Table, version: int, name: str) -> pa.Table:
+    """Brings a part written under an older schema version to the current one."""
+    if version > SCHEMA_VERSION:
+        raise ValueError(f"{name} part has schema version {version}, newer than this gradprobe ({SCHEMA_VERSION})")
+    # Version 1 is the first; later versions add their upgrades here, oldest first.
+    return table
