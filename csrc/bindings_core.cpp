@@ -20,9 +20,9 @@ class CpuEngine {
  public:
   void run(const gp::bind::TableArgs& args, py::array_t<double, py::array::c_style> out,
            py::object hist, int threads) {
-    const gp::i64 n = args.size();
-    gp::bind::check_output(out, n, gp::kNumFields, "out");
-    gp::u64* hist_ptr = gp::bind::optional_hist(hist, n);
+    const gp::i64 n = args.size(), rows = args.output_rows();
+    gp::bind::check_output(out, rows, gp::kNumFields, "out");
+    gp::u64* hist_ptr = gp::bind::optional_hist(hist, rows);
     args.fill(descs_);
     double* out_ptr = out.mutable_data();
     py::gil_scoped_release release;
@@ -42,10 +42,13 @@ PYBIND11_MODULE(_core, m) {
 
   py::class_<gp::bind::TableArgs>(m, "TensorTable")
       .def(py::init<py::array_t<gp::i64>, py::array_t<gp::i64>, py::array_t<gp::i64>, py::array_t<int>,
-                    py::array_t<int>>(),
+                    py::array_t<int>, py::object, py::object>(),
            py::arg("a_ptrs"), py::arg("b_ptrs"), py::arg("numels"), py::arg("dtypes_a"), py::arg("dtypes_b"),
-           "Raw input table: data pointers (b = 0 for single tensors), element counts, dtype codes.")
-      .def("__len__", &gp::bind::TableArgs::size);
+           py::arg("a_rows") = py::none(), py::arg("copy") = py::none(),
+           "Raw input table: data pointers (b = 0 for single tensors), element counts, dtype codes; CPU only:\n"
+           "a_rows (output row of a's own statistics for pairs, -1 none) and copy (copy a into b after reading).")
+      .def("__len__", &gp::bind::TableArgs::size)
+      .def_property_readonly("output_rows", &gp::bind::TableArgs::output_rows);
 
   py::class_<CpuEngine>(m, "CpuEngine")
       .def(py::init<>())
@@ -62,7 +65,7 @@ PYBIND11_MODULE(_core, m) {
         std::vector<gp::TensorDesc> descs(static_cast<size_t>(n));
         for (gp::i64 i = 0; i < n; ++i) {
           if (numels.at(i) < 0) throw py::value_error("plan: negative element count at " + std::to_string(i));
-          descs[i] = gp::TensorDesc{0, 0, numels.at(i), 0, 0, 0, 0};
+          descs[i] = gp::TensorDesc{0, 0, numels.at(i), 0, 0, 0, 0, -1, 0};
         }
         std::vector<gp::Task> tasks(static_cast<size_t>(gp::plan_max_tasks(descs.data(), n, chunk)));
         const gp::i64 count = gp::plan_tasks(descs.data(), n, chunk, tasks.data());

@@ -18,6 +18,7 @@ class CudaEngine {
   explicit CudaEngine(int device) : engine_(device) {}
 
   int launch(const gp::bind::TableArgs& args, std::uintptr_t stream, bool hist) {
+    if (args.has_extras()) throw py::value_error("a_rows and copy are CPU-only; launch pairs and weights separately");
     args.fill(descs_);
     return engine_.launch(descs_, stream, hist);
   }

@@ -4,6 +4,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -32,7 +33,7 @@ inline void register_constants(py::module_& m) {
 class TableArgs {
  public:
   TableArgs(py::array_t<i64> a, py::array_t<i64> b, py::array_t<i64> numel, py::array_t<int> dtype_a,
-            py::array_t<int> dtype_b)
+            py::array_t<int> dtype_b, py::object a_rows = py::none(), py::object copy = py::none())
       : a_(std::move(a)), b_(std::move(b)), numel_(std::move(numel)), dtype_a_(std::move(dtype_a)),
         dtype_b_(std::move(dtype_b)) {
     const py::ssize_t n = a_.size();
@@ -54,7 +55,27 @@ class TableArgs {
       if (nv(i) > 0 && av(i) == 0) throw py::value_error("tensor " + std::to_string(i) + ": null data pointer");
       (void)bv;
     }
+    if (!a_rows.is_none()) {
+      a_rows_ = py::cast<py::array_t<i64>>(a_rows);
+      copy_ = copy.is_none() ? py::array_t<i64>(n) : py::cast<py::array_t<i64>>(copy);
+      if (copy.is_none()) std::fill(copy_.mutable_data(), copy_.mutable_data() + n, 0);
+      if (a_rows_.ndim() != 1 || a_rows_.size() != n || copy_.ndim() != 1 || copy_.size() != n)
+        throw py::value_error("TensorTable: a_rows and copy must have one entry per tensor");
+      auto rows = a_rows_.unchecked<1>();
+      auto cp = copy_.unchecked<1>();
+      for (py::ssize_t i = 0; i < n; ++i) {
+        if ((rows(i) >= 0 || cp(i)) && bv(i) == 0 && nv(i) > 0)
+          throw py::value_error("tensor " + std::to_string(i) + ": a_row and copy need a pair (b)");
+        if (cp(i) && da(i) != db(i))
+          throw py::value_error("tensor " + std::to_string(i) + ": copy needs a and b of one dtype");
+        if (rows(i) >= 0 && rows(i) < n) throw py::value_error("tensor " + std::to_string(i) + ": a_row must be >= n");
+        extra_rows_ = std::max<i64>(extra_rows_, rows(i) + 1 - n);
+      }
+    }
   }
+
+  bool has_extras() const { return a_rows_.size() > 0; }
+  i64 output_rows() const { return size() + extra_rows_; }
 
   i64 size() const { return static_cast<i64>(a_.size()); }
 
@@ -67,12 +88,15 @@ class TableArgs {
     auto da = dtype_a_.unchecked<1>();
     auto db = dtype_b_.unchecked<1>();
     for (i64 i = 0; i < n; ++i)
-      descs[i] = TensorDesc{static_cast<u64>(av(i)), static_cast<u64>(bv(i)), nv(i), da(i), db(i), 0, 0};
+      descs[i] = TensorDesc{static_cast<u64>(av(i)), static_cast<u64>(bv(i)), nv(i), da(i), db(i), 0, 0,
+                            has_extras() ? a_rows_.at(i) : -1, has_extras() ? copy_.at(i) : 0};
   }
 
  private:
   py::array_t<i64> a_, b_, numel_;
   py::array_t<int> dtype_a_, dtype_b_;
+  py::array_t<i64> a_rows_ = py::array_t<i64>(0), copy_ = py::array_t<i64>(0);
+  i64 extra_rows_ = 0;
 };
 
 template <class T>

@@ -17,6 +17,10 @@ struct TensorDesc {
   int dtype_b;
   i64 first_task;  // chunk-split tensors: index of their first chunk task (= first partial)
   i64 num_tasks;   // 0 for packed tensors
+  // CPU only (the probe's post-step pass): for pairs, also the statistics of `a` alone into output
+  // row a_row (-1: none), and copy a into b after reading (copy_a_to_b), while the chunk is hot.
+  i64 a_row;
+  i64 copy_a_to_b;
 };
 
 // Chunk task: elements [start, start+len) of tensor_begin, reduced to a partial at the task's index.

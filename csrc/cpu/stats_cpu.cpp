@@ -7,6 +7,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -332,6 +333,20 @@ GP_AVX512_HIST Partial stretch_fast(const TensorDesc& t, i64 start, i64 len, Sum
   return result;
 }
 
+GP_AVX512 void stream_copy_avx512(char* dst, const char* src, size_t bytes) {
+  size_t i = 0;
+  for (; i + 256 <= bytes; i += 256) {
+    __m512i a = _mm512_loadu_si512(src + i), b = _mm512_loadu_si512(src + i + 64);
+    __m512i c = _mm512_loadu_si512(src + i + 128), d = _mm512_loadu_si512(src + i + 192);
+    _mm512_stream_si512(reinterpret_cast<__m512i*>(dst + i), a);
+    _mm512_stream_si512(reinterpret_cast<__m512i*>(dst + i + 64), b);
+    _mm512_stream_si512(reinterpret_cast<__m512i*>(dst + i + 128), c);
+    _mm512_stream_si512(reinterpret_cast<__m512i*>(dst + i + 192), d);
+  }
+  _mm_sfence();
+  if (i < bytes) std::memcpy(dst + i, src + i, bytes - i);
+}
+
 GP_AVX512 double read_floor_avx512(const float* data, i64 n) {
   __m512 a = _mm512_setzero_ps(), b = a, c = a, d = a;
   i64 i = 0;
@@ -388,12 +403,48 @@ bool has_avx512() {
 #endif
 }
 
+namespace {
+
+int element_bytes(int dtype) { return dtype == kF32 ? 4 : (dtype == kF64 ? 8 : 2); }
+
+// Copies a's elements [start, start+len) into b. The source was just read (cache-hot); the
+// destination is written with streaming stores so it does not evict what the next chunk needs.
+void copy_a_to_b(const TensorDesc& t, i64 start, i64 len) {
+  if (len <= 0) return;
+  const size_t bytes = static_cast<size_t>(len) * element_bytes(t.dtype_a);
+  const char* src = reinterpret_cast<const char*>(t.a) + static_cast<size_t>(start) * element_bytes(t.dtype_a);
+  char* dst = reinterpret_cast<char*>(t.b) + static_cast<size_t>(start) * element_bytes(t.dtype_a);
+#ifdef GP_X86
+  static const bool fast = has_avx512();
+  if (fast && bytes >= (1u << 16) && (reinterpret_cast<uintptr_t>(dst) % 64) == 0) {
+    stream_copy_avx512(dst, src, bytes);
+    return;
+  }
+#endif
+  std::memcpy(dst, src, bytes);
+}
+
+// The descriptor of `a` alone, for a pair's extra row.
+TensorDesc first_of_pair(const TensorDesc& t) {
+  TensorDesc single = t;
+  single.b = 0;
+  single.dtype_b = t.dtype_a;
+  return single;
+}
+
+}  // namespace
+
 void Engine::run(TensorDesc* tensors, i64 n, double* out, u64* hist, int threads) {
   if (n <= 0) return;
-  tasks_.resize((size_t)plan_max_tasks(tensors, n, kChunk));
-  const i64 num_tasks = plan_tasks(tensors, n, kChunk, tasks_.data());
-  partials_.resize((size_t)(num_tasks * kPartialDoubles));
-  if (hist) partial_hist_.resize((size_t)(num_tasks * kHistBins));
+  bool extras = false;
+  for (i64 i = 0; i < n; ++i) extras |= tensors[i].a_row >= 0 || tensors[i].copy_a_to_b;
+  // A pair pass that also reads `a` alone and copies it keeps a chunk of both arrays in L2.
+  const i64 chunk = extras ? kPairChunk : kChunk;
+  tasks_.resize((size_t)plan_max_tasks(tensors, n, chunk));
+  const i64 num_tasks = plan_tasks(tensors, n, chunk, tasks_.data());
+  const i64 slots = extras ? 2 * num_tasks : num_tasks;  // second slot: `a` alone
+  partials_.resize((size_t)(slots * kPartialDoubles));
+  if (hist) partial_hist_.resize((size_t)(slots * kHistBins));
 
   i64 total = 0;
   for (i64 i = 0; i < n; ++i) total += tensors[i].numel;
@@ -403,38 +454,53 @@ void Engine::run(TensorDesc* tensors, i64 n, double* out, u64* hist, int threads
   const Task* tasks = tasks_.data();
   double* partials = partials_.data();
   u64* partial_hist = hist ? partial_hist_.data() : nullptr;
+  auto hist_row = [&](u64* base, i64 row) -> u64* {
+    if (!base) return nullptr;
+    u64* r = base + row * kHistBins;
+    std::memset(r, 0, sizeof(u64) * kHistBins);
+    return r;
+  };
 
 #pragma omp parallel for schedule(dynamic, 1) num_threads(num_threads) if (num_threads > 1)
   for (i64 k = 0; k < num_tasks; ++k) {
     const Task& task = tasks[k];
     if (task_is_packed(task)) {
       for (i64 ti = task.tensor_begin; ti < task.tensor_end; ++ti) {
-        u64* row = hist ? hist + ti * kHistBins : nullptr;
-        if (row) std::memset(row, 0, sizeof(u64) * kHistBins);
-        partial_finalize(stretch(tensors[ti], 0, tensors[ti].numel, row), out + ti * kNumFields);
+        const TensorDesc& t = tensors[ti];
+        partial_finalize(stretch(t, 0, t.numel, hist_row(hist, ti)), out + ti * kNumFields);
+        if (t.a_row >= 0)
+          partial_finalize(stretch(first_of_pair(t), 0, t.numel, hist_row(hist, t.a_row)), out + t.a_row * kNumFields);
+        if (t.copy_a_to_b) copy_a_to_b(t, 0, t.numel);
       }
     } else {
-      u64* row = partial_hist ? partial_hist + k * kHistBins : nullptr;
-      if (row) std::memset(row, 0, sizeof(u64) * kHistBins);
-      partial_store(stretch(tensors[task.tensor_begin], task.start, task.len, row), partials + k * kPartialDoubles);
+      const TensorDesc& t = tensors[task.tensor_begin];
+      partial_store(stretch(t, task.start, task.len, hist_row(partial_hist, k)), partials + k * kPartialDoubles);
+      if (t.a_row >= 0)
+        partial_store(stretch(first_of_pair(t), task.start, task.len, hist_row(partial_hist, num_tasks + k)),
+                      partials + (num_tasks + k) * kPartialDoubles);
+      if (t.copy_a_to_b) copy_a_to_b(t, task.start, task.len);
     }
   }
 
   // Chunk-split tensors: merge their partials in chunk order (deterministic).
-  for (i64 ti = 0; ti < n; ++ti) {
-    const TensorDesc& t = tensors[ti];
-    if (t.num_tasks == 0) continue;
+  auto merge_into = [&](const TensorDesc& t, i64 slot_offset, i64 row) {
     Partial p;
     partial_init(p);
     for (i64 k = t.first_task; k < t.first_task + t.num_tasks; ++k)
-      partial_merge(p, partial_load(partials + k * kPartialDoubles));
-    partial_finalize(p, out + ti * kNumFields);
+      partial_merge(p, partial_load(partials + (slot_offset + k) * kPartialDoubles));
+    partial_finalize(p, out + row * kNumFields);
     if (hist) {
-      u64* row = hist + ti * kHistBins;
-      std::memset(row, 0, sizeof(u64) * kHistBins);
+      u64* dst = hist + row * kHistBins;
+      std::memset(dst, 0, sizeof(u64) * kHistBins);
       for (i64 k = t.first_task; k < t.first_task + t.num_tasks; ++k)
-        for (int j = 0; j < kHistBins; ++j) row[j] += partial_hist[k * kHistBins + j];
+        for (int j = 0; j < kHistBins; ++j) dst[j] += partial_hist[(slot_offset + k) * kHistBins + j];
     }
+  };
+  for (i64 ti = 0; ti < n; ++ti) {
+    const TensorDesc& t = tensors[ti];
+    if (t.num_tasks == 0) continue;
+    merge_into(t, 0, ti);
+    if (t.a_row >= 0) merge_into(t, num_tasks, t.a_row);
   }
 }
 

@@ -9,6 +9,8 @@ namespace gp::cpu {
 
 // Elements per chunk task; tensors at or below it are packed whole.
 constexpr i64 kChunk = i64{1} << 18;
+// Elements per chunk when a pair is also read alone and copied: both arrays' chunks stay in L2.
+constexpr i64 kPairChunk = i64{1} << 16;
 // Below this many elements in one call the pass stays on the calling thread:
 // waking threads costs more than it saves on small inputs and busy machines.
 constexpr i64 kParallelThreshold = i64{1} << 20;
@@ -18,8 +20,9 @@ bool has_avx512();
 // Reusable state: the work table and partial buffers grow to the largest call and are kept.
 class Engine {
  public:
-  // tensors: n descriptors (their task fields are overwritten); out: n x kNumFields float64;
-  // hist: n x kHistBins counts, or null to skip the histogram. threads <= 0 means all cores.
+  // tensors: n descriptors (their task fields are overwritten); out: rows x kNumFields float64,
+  // rows = n plus the pairs' a_row outputs; hist: rows x kHistBins counts, or null to skip the
+  // histogram. threads <= 0 means all cores.
   void run(TensorDesc* tensors, i64 n, double* out, u64* hist, int threads);
 
  private:

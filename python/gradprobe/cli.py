@@ -25,6 +25,43 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0 if not report.nonfinite_steps else 1
 
 
+def _cmd_show(args: argparse.Namespace) -> int:
+    from .show import show_run
+
+    show_run(args.run, top=args.top)
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .export.tensorboard import export_tensorboard
+
+    out = export_tensorboard(args.run, args.out)
+    print(f"wrote TensorBoard events to {out}")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import os
+    import subprocess
+    import time
+
+    target = list(args.target)
+    if target[:1] == ["--"]:
+        target = target[1:]
+    if target and os.path.basename(target[0]).startswith("python"):
+        target = target[1:]  # run under this interpreter, where gradprobe is installed
+    if not target:
+        print("gradprobe run: give the command, e.g. gradprobe run -- python train.py --epochs 3", file=sys.stderr)
+        return 2
+    out = args.out or os.path.join("runs", f"{os.path.splitext(os.path.basename(target[-1] if target[0] == '-m' else target[0]))[0]}-{time.strftime('%Y%m%d-%H%M%S')}")
+    command = [sys.executable, "-m", "gradprobe.autoattach", "--out", out, "--exist", args.exist]
+    if args.config:
+        command += ["--config", args.config]
+    code = subprocess.call(command + ["--"] + target)
+    print(f"gradprobe: run directory {out}", file=sys.stderr)
+    return code
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gradprobe", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -35,12 +72,25 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seq-len", type=int, default=64)
     demo.add_argument("--lr", type=float, default=1e-4)
     demo.add_argument("--model", default=None, help="a Hugging Face model directory (default: the packaged MiniLM)")
+    show = commands.add_parser("show", help="summarise a run directory in the terminal")
+    show.add_argument("run")
+    show.add_argument("--top", type=int, default=12, help="tensors per table")
+    export = commands.add_parser("export", help="export a run to another tool")
+    export.add_argument("format", choices=["tensorboard"])
+    export.add_argument("run")
+    export.add_argument("--out", default=None, help="output directory (default: RUN/tensorboard)")
+    run = commands.add_parser("run", help="record a training script without editing it: gradprobe run -- python train.py")
+    run.add_argument("--out", default=None, help="run directory (default: runs/<script>-<time>)")
+    run.add_argument("--config", default=None, help="a preset (minimal, default, full) or a YAML/JSON config file")
+    run.add_argument("--exist", default="error", choices=["error", "append", "overwrite"])
+    run.add_argument("target", nargs=argparse.REMAINDER, help="-- python train.py ARGS")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"backends": _cmd_backends, "demo": _cmd_demo}
+    handlers = {"backends": _cmd_backends, "demo": _cmd_demo, "show": _cmd_show, "export": _cmd_export,
+                "run": _cmd_run}
     return handlers[args.command](args)
 
 

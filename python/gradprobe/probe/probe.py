@@ -119,7 +119,7 @@ class Probe:
         self._overhead = 0.0
         self._grads_taken = False
         self._optimizer_stepped = False
-        self._snapshot_taken = False
+        self._snapshot_step = -1  # the step whose pre-update weights the snapshot holds
         # Filled by _read_parameters: the snapshot that updates are measured against is allocated once,
         # and only if updates are recorded.
         self._snapshots: list[torch.Tensor] | None = None
@@ -202,7 +202,7 @@ class Probe:
         except Exception as error:  # recording must never break training
             self._record_failure("step", error)
         self._steps[mode] += 1
-        self._grads_taken = self._optimizer_stepped = self._snapshot_taken = False
+        self._grads_taken = self._optimizer_stepped = False
         if self._activations is not None and not self._activations.armed:
             self._arm_activations()
         if self.engine is not None:
@@ -279,6 +279,7 @@ class Probe:
         self._layouts = {}
         self._snapshots = None
         self._snapshot_tables = {}
+        self._snapshot_step = -1
         return groups
 
     def _on_registration(self, module: torch.nn.Module, name: str, value: Any) -> None:
@@ -301,6 +302,7 @@ class Probe:
         self._layouts.clear()
         self._snapshots = None
         self._snapshot_tables.clear()
+        self._snapshot_step = -1
 
     def _capture_grads(self, require_present: bool = False) -> None:
         due = self._grad_plan.due(self._mode, self._steps[self._mode])
@@ -314,27 +316,33 @@ class Probe:
 
     def _capture_weights_and_updates(self, mode: str, step: int) -> None:
         """One fused launch: the updates (w_after - w_before), then the weights, which serve both the
-        weight record and the |dw| / |w| ratio; weights are never read twice in a step."""
+        weight record and the |dw| / |w| ratio; weights are never read twice in a step.
+
+        On the CPU the same pass also refreshes the snapshot for the next step (copy w into it while
+        it is in cache), so a run that records updates every step never copies the model separately."""
         weight_due = self._weight_plan.due(mode, step)
-        update_due = self._update_plan.due(mode, step) if self._snapshot_taken else ()
+        update_due = self._update_plan.due(mode, step) if self._snapshot_step == step else ()
         if not weight_due and not update_due:
             return
         layout = self._post_step_layout(weight_due, update_due)
-        tables, k = [], 0
         if update_due:
             after = layout.update_table.gather(None).table
             before = self._snapshot_table(update_due, layout.update_index).gather(None).table
             if len(after) != len(layout.update_index) or len(before) != len(after):
                 update_due = ()  # a parameter vanished mid-step; the next snapshot realigns
-            else:
-                tables.append(Table(after.a_ptrs, before.a_ptrs, after.numels, after.dtypes_a, before.dtypes_a,
-                                    after.device_codes, after.kinds, [], None))
-                k = len(after)
         weights = layout.weight_table.gather(None)
         if weights.layout_changed:
             self._stale = True  # shapes moved under us (e.g. param.data replaced): rebuild next step
-        tables.append(weights.table)
         histogram = self._weight_plan.histogram(weight_due) or self._update_plan.histogram(update_due)
+        if update_due and (after.device_codes < 0).all() and self.config.backend in (None, "cpu"):
+            self._fused_cpu_post_step(mode, step, layout, weight_due, after, before, weights, histogram)
+            return
+        tables, k = [], 0
+        if update_due:
+            tables.append(Table(after.a_ptrs, before.a_ptrs, after.numels, after.dtypes_a, before.dtypes_a,
+                                after.device_codes, after.kinds, [], None))
+            k = len(after)
+        tables.append(weights.table)
         pending = self._computer.launch_table(_concat_tables(*tables), histogram=histogram,
                                               backend=self.config.backend)
         # Row of each weight-part parameter in the fused result (-1 when it had no tensor).
@@ -347,6 +355,35 @@ class Probe:
         if update_due:
             self._consumer.put(StatsItem(step, mode, "update", layout.update_names, layout.update_names_arrow,
                                          np.arange(k), pending, ratio_rows=weight_rows[layout.ratio_positions]))
+
+    def _fused_cpu_post_step(self, mode: str, step: int, layout: "_PostStepLayout", weight_due: tuple[str, ...],
+                             after: Table, before: Table, weights, histogram: bool) -> None:
+        """Rows: the k update pairs, then the weights of the weight part outside the update set; the
+        updated parameters' own weights come out of the pairs (a_rows) in the same pass."""
+        k = len(after)
+        in_pairs = np.zeros(len(layout.weight_part), bool)
+        in_pairs[layout.ratio_positions] = True
+        singles = np.flatnonzero(~in_pairs)
+        present_single = np.intersect1d(singles, weights.rows)
+        single_table = weights.table.subset(np.searchsorted(weights.rows, present_single))
+        n = k + len(present_single)
+        copy_next = bool(self._update_plan.due(mode, step + 1))
+        pairs = Table(after.a_ptrs, before.a_ptrs, after.numels, after.dtypes_a, before.dtypes_a,
+                      after.device_codes, after.kinds, [], None)
+        table = _concat_tables(pairs, single_table)
+        table.a_rows = np.concatenate([n + np.arange(k), np.full(len(present_single), -1)]).astype(np.int64)
+        table.copy = np.concatenate([np.full(k, int(copy_next)), np.zeros(len(present_single))]).astype(np.int64)
+        pending = self._computer.launch_table(table, histogram=histogram, backend=self.config.backend)
+        if copy_next:
+            self._snapshot_step = step + 1
+        weight_rows = np.full(len(layout.weight_part), -1, np.int64)
+        weight_rows[layout.ratio_positions] = n + np.arange(k)
+        weight_rows[present_single] = k + np.arange(len(present_single))
+        if weight_due:
+            self._consumer.put(StatsItem(step, mode, "weight", layout.weight_names, layout.weight_names_arrow,
+                                         weight_rows[:len(layout.weight_names)], pending))
+        self._consumer.put(StatsItem(step, mode, "update", layout.update_names, layout.update_names_arrow,
+                                     np.arange(k), pending, ratio_rows=n + np.arange(k)))
 
     def _post_step_layout(self, weight_due: tuple[str, ...], update_due: tuple[str, ...]) -> "_PostStepLayout":
         key = (weight_due, update_due)
@@ -375,9 +412,10 @@ class Probe:
         return table
 
     def _take_snapshot(self) -> None:
-        """Copies the weights that updates will be measured against (only on steps that record updates)."""
+        """Copies the weights that updates will be measured against (only on steps that record updates,
+        and only if the previous step's fused CPU pass did not already leave them in the snapshot)."""
         mode, step = self._mode, self._steps[self._mode]
-        if not self._update_plan.due(mode, step):
+        if not self._update_plan.due(mode, step) or self._snapshot_step == step:
             return
         params = self._params
         if self._snapshots is None:
@@ -385,7 +423,7 @@ class Probe:
             self._snapshot_tables.clear()
         with torch.no_grad():
             torch._foreach_copy_(self._snapshots, [p.detach() for p in params])
-        self._snapshot_taken = True
+        self._snapshot_step = step
 
     # -- hooks ------------------------------------------------------------------------------------
     def _before_optimizer_step(self, optimizer, args, kwargs) -> None:

@@ -19,7 +19,7 @@ class PendingStats:
     """Statistics being computed. `done()` never blocks; `result()` waits and returns Stats."""
 
     def __init__(self, n: int, launches: list[tuple[np.ndarray, Launch]], histogram: bool) -> None:
-        self._n = n
+        self._n = n  # output rows
         self._launches = launches
         self._histogram = histogram
         self._result: Stats | None = None
@@ -134,6 +134,14 @@ class StatsComputer:
     def launch_table(self, table: Table, *, histogram: bool, backend: str | None) -> PendingStats:
         """Launches a table built elsewhere (the probe reads its tables natively)."""
         n = len(table)
+        if table.a_rows is not None or table.copy is not None:
+            groups = table.groups()
+            if len(groups) != 1 or next(iter(groups))[0] != "cpu":
+                raise InputError("a_rows/copy need a table whose tensors are all in host memory")
+            device = next(iter(groups))
+            chosen = self._pick(device, backend, 0)
+            return PendingStats(table.output_rows, [(np.arange(table.output_rows), chosen.launch(table, device, histogram))],
+                                histogram)
         launches = []
         for device, rows in table.groups().items():
             chosen = self._pick(device, backend, int(rows[0]))

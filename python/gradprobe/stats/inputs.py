@@ -47,6 +47,16 @@ class Table:
     kinds: list[str]
     a_objs: list[Any] = field(default_factory=list)  # what owns each row's memory (a copy when one was needed)
     b_objs: list[Any] | None = None
+    # CPU only, for pairs: output row of a's own statistics (-1: none; rows start at len(table)),
+    # and whether to copy a into b after reading it (the probe's weight snapshot).
+    a_rows: np.ndarray | None = None
+    copy: np.ndarray | None = None
+
+    @property
+    def output_rows(self) -> int:
+        if self.a_rows is None or not len(self.a_rows):
+            return len(self.numels)
+        return max(len(self.numels), int(self.a_rows.max()) + 1)
 
     def __len__(self) -> int:
         return len(self.numels)

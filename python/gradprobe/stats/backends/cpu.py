@@ -27,10 +27,11 @@ class CpuBackend:
         return device[0] == "cpu"
 
     def launch(self, table: Table, device: Device, hist: bool) -> Finished:
-        n = len(table)
-        out = np.empty((n, len(FIELDS)), np.float64)
-        counts = np.empty((n, HIST_BINS), np.uint64) if hist else None
-        native = _core.TensorTable(table.a_ptrs, table.b_ptrs, table.numels, table.dtypes_a, table.dtypes_b)
+        native = _core.TensorTable(table.a_ptrs, table.b_ptrs, table.numels, table.dtypes_a, table.dtypes_b,
+                                   table.a_rows, table.copy)
+        rows = native.output_rows
+        out = np.empty((rows, len(FIELDS)), np.float64)
+        counts = np.empty((rows, HIST_BINS), np.uint64) if hist else None
         with self._lock:
             self._engine.run(native, out, counts, self.threads)
         return Finished(out, counts)
