@@ -43,13 +43,17 @@ def test_probe_overhead_on_minilm_finetuning(tmp_path, results):
         storage.append(run_dir_bytes(out) / STEPS)
     result = finetune.summary(without, with_probe)
     result["gradprobe_own_ms_median"] = statistics.median(own_ms)
+    # Step times on a shared 2-core machine swing by +-20%; gradprobe's own time on the training
+    # thread (measured in every step) is the steadier figure of its cost.
+    result["own_pct_of_step"] = 100 * result["gradprobe_own_ms_median"] / result["step_ms_without"]
     result["bytes_per_step"] = statistics.median(storage)
     result["bytes_per_step_per_tensor"] = result["bytes_per_step"] / tensors
     results.add(set="MiniLM fine-tuning, batch 16x64 (default preset)", method="without probe",
                 ms=result["step_ms_without"], floor_ms=result["step_ms_without"], ratio=1.0)
     results.add(set="MiniLM fine-tuning, batch 16x64 (default preset)", method="with gradprobe",
                 ms=result["step_ms_with"], floor_ms=result["step_ms_without"], ratio=1 + result["overhead_pct"] / 100,
-                note=f"overhead {result['overhead_pct']:.1f}%, own time {result['gradprobe_own_ms_median']:.1f} ms, "
+                note=f"step-time overhead {result['overhead_pct']:.1f}%; own time {result['gradprobe_own_ms_median']:.1f} ms "
+                     f"= {result['own_pct_of_step']:.1f}% of the step; "
                      f"{result['bytes_per_step'] / 1e3:.0f} kB/step ({result['bytes_per_step_per_tensor']:.0f} B/tensor)")
     venv = Path(os.environ.get("SMDEBUG_VENV", HERE.parent / ".venv-smdebug"))
     if (venv / "bin" / "python").exists():
