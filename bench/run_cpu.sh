@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
-"$PY" -m pytest bench -m "not gpu" -p no:cacheprovider -q --benchmark-only \
+"$PY" -m pytest bench -m "not gpu" -p no:cacheprovider -q \
   --benchmark-json=bench/out/cpu.json --benchmark-columns=min,median,max --benchmark-sort=name "$@"

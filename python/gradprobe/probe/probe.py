@@ -518,7 +518,9 @@ class Probe:
                 value = value.detach()
                 value = value.float().mean() if value.numel() != 1 else value.reshape(())
                 if value.is_cuda:
-                    value = value.to("cpu", non_blocking=True)
+                    # Into pinned memory: a copy to pageable memory would synchronise the host.
+                    host = torch.empty((), dtype=value.dtype, pin_memory=True)
+                    value = host.copy_(value, non_blocking=True)
                     ready = torch.cuda.Event()
                 values[name] = value
         if ready is not None:
