@@ -46,7 +46,8 @@ PYBIND11_MODULE(_core, m) {
            py::arg("a_ptrs"), py::arg("b_ptrs"), py::arg("numels"), py::arg("dtypes_a"), py::arg("dtypes_b"),
            py::arg("a_rows") = py::none(), py::arg("copy") = py::none(),
            "Raw input table: data pointers (b = 0 for single tensors), element counts, dtype codes; CPU only:\n"
-           "a_rows (output row of a's own statistics for pairs, -1 none) and copy (copy a into b after reading).")
+           "a_rows (output row of a's own statistics for pairs, -1 none) and copy (pair flags: 1 copies a into b\n"
+           "after reading, 2 leaves a's histogram out).")
       .def("__len__", &gp::bind::TableArgs::size)
       .def_property_readonly("output_rows", &gp::bind::TableArgs::output_rows);
 

@@ -66,7 +66,7 @@ class TableArgs {
       for (py::ssize_t i = 0; i < n; ++i) {
         if ((rows(i) >= 0 || cp(i)) && bv(i) == 0 && nv(i) > 0)
           throw py::value_error("tensor " + std::to_string(i) + ": a_row and copy need a pair (b)");
-        if (cp(i) && da(i) != db(i))
+        if ((cp(i) & kCopyAToB) && da(i) != db(i))
           throw py::value_error("tensor " + std::to_string(i) + ": copy needs a and b of one dtype");
         if (rows(i) >= 0 && rows(i) < n) throw py::value_error("tensor " + std::to_string(i) + ": a_row must be >= n");
         extra_rows_ = std::max<i64>(extra_rows_, rows(i) + 1 - n);

@@ -18,10 +18,14 @@ struct TensorDesc {
   i64 first_task;  // chunk-split tensors: index of their first chunk task (= first partial)
   i64 num_tasks;   // 0 for packed tensors
   // CPU only (the probe's post-step pass): for pairs, also the statistics of `a` alone into output
-  // row a_row (-1: none), and copy a into b after reading (copy_a_to_b), while the chunk is hot.
+  // row a_row (-1: none), and, by pair_flags, copy a into b after reading while the chunk is hot
+  // (kCopyAToB) and leave a's histogram out (kNoHistForA).
   i64 a_row;
-  i64 copy_a_to_b;
+  i64 pair_flags;
 };
+
+constexpr i64 kCopyAToB = 1;
+constexpr i64 kNoHistForA = 2;
 
 // Chunk task: elements [start, start+len) of tensor_begin, reduced to a partial at the task's index.
 // Packed task: whole tensors [tensor_begin, tensor_end), each finalised by the task itself.

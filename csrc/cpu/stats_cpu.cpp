@@ -437,7 +437,7 @@ TensorDesc first_of_pair(const TensorDesc& t) {
 void Engine::run(TensorDesc* tensors, i64 n, double* out, u64* hist, int threads) {
   if (n <= 0) return;
   bool extras = false;
-  for (i64 i = 0; i < n; ++i) extras |= tensors[i].a_row >= 0 || tensors[i].copy_a_to_b;
+  for (i64 i = 0; i < n; ++i) extras |= tensors[i].a_row >= 0 || tensors[i].pair_flags != 0;
   // A pair pass that also reads `a` alone and copies it keeps a chunk of both arrays in L2.
   const i64 chunk = extras ? kPairChunk : kChunk;
   tasks_.resize((size_t)plan_max_tasks(tensors, n, chunk));
@@ -460,6 +460,11 @@ void Engine::run(TensorDesc* tensors, i64 n, double* out, u64* hist, int threads
     std::memset(r, 0, sizeof(u64) * kHistBins);
     return r;
   };
+  // a's own row: its histogram is zeroed and, with kNoHistForA, left out of the pass.
+  auto a_hist_row = [&](u64* base, const TensorDesc& t, i64 row) -> u64* {
+    u64* r = hist_row(base, row);
+    return (t.pair_flags & kNoHistForA) ? nullptr : r;
+  };
 
 #pragma omp parallel for schedule(dynamic, 1) num_threads(num_threads) if (num_threads > 1)
   for (i64 k = 0; k < num_tasks; ++k) {
@@ -469,16 +474,16 @@ void Engine::run(TensorDesc* tensors, i64 n, double* out, u64* hist, int threads
         const TensorDesc& t = tensors[ti];
         partial_finalize(stretch(t, 0, t.numel, hist_row(hist, ti)), out + ti * kNumFields);
         if (t.a_row >= 0)
-          partial_finalize(stretch(first_of_pair(t), 0, t.numel, hist_row(hist, t.a_row)), out + t.a_row * kNumFields);
-        if (t.copy_a_to_b) copy_a_to_b(t, 0, t.numel);
+          partial_finalize(stretch(first_of_pair(t), 0, t.numel, a_hist_row(hist, t, t.a_row)), out + t.a_row * kNumFields);
+        if (t.pair_flags & kCopyAToB) copy_a_to_b(t, 0, t.numel);
       }
     } else {
       const TensorDesc& t = tensors[task.tensor_begin];
       partial_store(stretch(t, task.start, task.len, hist_row(partial_hist, k)), partials + k * kPartialDoubles);
       if (t.a_row >= 0)
-        partial_store(stretch(first_of_pair(t), task.start, task.len, hist_row(partial_hist, num_tasks + k)),
+        partial_store(stretch(first_of_pair(t), task.start, task.len, a_hist_row(partial_hist, t, num_tasks + k)),
                       partials + (num_tasks + k) * kPartialDoubles);
-      if (t.copy_a_to_b) copy_a_to_b(t, task.start, task.len);
+      if (t.pair_flags & kCopyAToB) copy_a_to_b(t, task.start, task.len);
     }
   }
 

@@ -7,6 +7,7 @@ store and calls the observers (the rules engine). A failing observer is reported
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
 import time
@@ -61,6 +62,7 @@ class StatsItem:
     result_rows: np.ndarray  # per name: its row in the pending result, -1 when absent this step
     pending: PendingStats | None
     ratio_rows: np.ndarray | None = None  # updates: per name the row of its weight (for |dw| / |w|)
+    histogram: bool = True  # False: the launch may carry counts for other rows; store none for these
 
 
 @dataclass
@@ -145,6 +147,8 @@ class Consumer:
         if isinstance(item, StatsItem):
             result = item.pending.result() if item.pending is not None else None
             stats = expand(result, item.result_rows)
+            if not item.histogram:
+                stats = dataclasses.replace(stats, hist=None)
             ratio = None
             if item.ratio_rows is not None and result is not None:
                 weight_l2 = np.where(item.ratio_rows >= 0, result.l2[np.maximum(item.ratio_rows, 0)], np.nan)

@@ -34,7 +34,7 @@ import pyarrow as pa
 import torch
 
 from ..stats import StatsComputer
-from ..stats.inputs import Table
+from ..stats.inputs import COPY_A_TO_B, NO_HIST_FOR_A, Table
 from ..store.writer import RunWriter, prepare_run_dir, update_meta, write_json_atomic
 from ..store.schema import META_FILE
 from .activations import ActivationCapture, select_modules
@@ -312,7 +312,8 @@ class Probe:
         if require_present and pending is None:
             return  # no gradients exist at probe.step(): nothing happened this step
         self._grads_taken = True
-        self._consumer.put(StatsItem(self._steps[self._mode], self._mode, "grad", names, names_arrow, rows, pending))
+        self._consumer.put(StatsItem(self._steps[self._mode], self._mode, "grad", names, names_arrow, rows, pending,
+                                     histogram=self._grad_plan.histogram(due)))
 
     def _capture_weights_and_updates(self, mode: str, step: int) -> None:
         """One fused launch: the updates (w_after - w_before), then the weights, which serve both the
@@ -333,10 +334,12 @@ class Probe:
         weights = layout.weight_table.gather(None)
         if weights.layout_changed:
             self._stale = True  # shapes moved under us (e.g. param.data replaced): rebuild next step
-        histogram = self._weight_plan.histogram(weight_due) or self._update_plan.histogram(update_due)
         if update_due and (after.device_codes < 0).all() and self.config.backend in (None, "cpu"):
-            self._fused_cpu_post_step(mode, step, layout, weight_due, after, before, weights, histogram)
+            histogram = self._update_plan.histogram(update_due)
+            self._fused_cpu_post_step(mode, step, layout, weight_due, after, before, weights, histogram,
+                                      self._weight_plan.histogram(weight_due))
             return
+        histogram = self._weight_plan.histogram(weight_due) or self._update_plan.histogram(update_due)
         tables, k = [], 0
         if update_due:
             tables.append(Table(after.a_ptrs, before.a_ptrs, after.numels, after.dtypes_a, before.dtypes_a,
@@ -351,13 +354,13 @@ class Probe:
         if weight_due:
             n = len(layout.weight_names)
             self._consumer.put(StatsItem(step, mode, "weight", layout.weight_names, layout.weight_names_arrow,
-                                         weight_rows[:n], pending))
+                                         weight_rows[:n], pending, histogram=self._weight_plan.histogram(weight_due)))
         if update_due:
             self._consumer.put(StatsItem(step, mode, "update", layout.update_names, layout.update_names_arrow,
                                          np.arange(k), pending, ratio_rows=weight_rows[layout.ratio_positions]))
 
     def _fused_cpu_post_step(self, mode: str, step: int, layout: "_PostStepLayout", weight_due: tuple[str, ...],
-                             after: Table, before: Table, weights, histogram: bool) -> None:
+                             after: Table, before: Table, weights, histogram: bool, weight_histogram: bool) -> None:
         """Rows: the k update pairs, then the weights of the weight part outside the update set; the
         updated parameters' own weights come out of the pairs (a_rows) in the same pass."""
         k = len(after)
@@ -372,8 +375,10 @@ class Probe:
                       after.device_codes, after.kinds, [], None)
         table = _concat_tables(pairs, single_table)
         table.a_rows = np.concatenate([n + np.arange(k), np.full(len(present_single), -1)]).astype(np.int64)
-        table.copy = np.concatenate([np.full(k, int(copy_next)), np.zeros(len(present_single))]).astype(np.int64)
-        pending = self._computer.launch_table(table, histogram=histogram, backend=self.config.backend)
+        flags = (COPY_A_TO_B if copy_next else 0) | (0 if weight_histogram else NO_HIST_FOR_A)
+        table.copy = np.concatenate([np.full(k, flags), np.zeros(len(present_single))]).astype(np.int64)
+        pending = self._computer.launch_table(table, histogram=histogram or weight_histogram,
+                                              backend=self.config.backend)
         if copy_next:
             self._snapshot_step = step + 1
         weight_rows = np.full(len(layout.weight_part), -1, np.int64)
@@ -381,7 +386,7 @@ class Probe:
         weight_rows[present_single] = k + np.arange(len(present_single))
         if weight_due:
             self._consumer.put(StatsItem(step, mode, "weight", layout.weight_names, layout.weight_names_arrow,
-                                         weight_rows[:len(layout.weight_names)], pending))
+                                         weight_rows[:len(layout.weight_names)], pending, histogram=weight_histogram))
         self._consumer.put(StatsItem(step, mode, "update", layout.update_names, layout.update_names_arrow,
                                      np.arange(k), pending, ratio_rows=n + np.arange(k)))
 

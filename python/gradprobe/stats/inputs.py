@@ -18,6 +18,10 @@ Device = tuple[str, int]  # ("cpu", -1) or ("cuda", index)
 CPU: Device = ("cpu", -1)
 
 
+COPY_A_TO_B = 1
+NO_HIST_FOR_A = 2
+
+
 class InputError(ValueError):
     """An input the statistics cannot be computed on; the message names its index."""
 
@@ -48,7 +52,8 @@ class Table:
     a_objs: list[Any] = field(default_factory=list)  # what owns each row's memory (a copy when one was needed)
     b_objs: list[Any] | None = None
     # CPU only, for pairs: output row of a's own statistics (-1: none; rows start at len(table)),
-    # and whether to copy a into b after reading it (the probe's weight snapshot).
+    # and flags: COPY_A_TO_B copies a into b after reading it (the probe's weight snapshot),
+    # NO_HIST_FOR_A leaves a's histogram out (its row's counts stay 0).
     a_rows: np.ndarray | None = None
     copy: np.ndarray | None = None
 

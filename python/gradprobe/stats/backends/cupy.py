@@ -13,7 +13,7 @@ from .cuda import current_stream
 
 # Must match kernels/work_plan.hpp (TensorDesc, Task) and the CUDA launcher's chunk.
 TENSOR_DESC = np.dtype({"names": ["a", "b", "numel", "dtype_a", "dtype_b", "first_task", "num_tasks", "a_row",
-                                  "copy_a_to_b"],
+                                  "pair_flags"],
                         "formats": ["<u8", "<u8", "<i8", "<i4", "<i4", "<i8", "<i8", "<i8", "<i8"],
                         "offsets": [0, 8, 16, 24, 28, 32, 40, 48, 56], "itemsize": 64})
 GPU_CHUNK = 1 << 17
