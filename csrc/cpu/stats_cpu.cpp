@@ -424,11 +424,15 @@ void copy_a_to_b(const TensorDesc& t, i64 start, i64 len) {
   std::memcpy(dst, src, bytes);
 }
 
-// The descriptor of `a` alone, for a pair's extra row.
+// The descriptor of one side of a pair alone, for its extra row: a, or b with kRowOfB.
 TensorDesc first_of_pair(const TensorDesc& t) {
   TensorDesc single = t;
+  if (t.pair_flags & kRowOfB) {
+    single.a = t.b;
+    single.dtype_a = t.dtype_b;
+  }
   single.b = 0;
-  single.dtype_b = t.dtype_a;
+  single.dtype_b = single.dtype_a;
   return single;
 }
 

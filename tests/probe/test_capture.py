@@ -46,12 +46,12 @@ def test_gradients_weights_updates_match_independent_statistics(tmp_path):
             got = grads_row(run, "grad", step, name)
             assert got.numel == want.numel[0] and got.l2 == pytest.approx(want.l2[0], rel=1e-6)
             assert got["min"] == want.min[0] and got["max"] == want.max[0]
-            w = grads_row(run, "weight", step, name)
-            assert w.l2 == pytest.approx(after[name].double().norm().item(), rel=1e-6)
+            w = grads_row(run, "weight", step, name)  # the weights the step's forward used
+            assert w.l2 == pytest.approx(before[name].double().norm().item(), rel=1e-6)
             u = grads_row(run, "update", step, name)
             delta = (after[name].double() - before[name].double())
             assert u.l2 == pytest.approx(delta.norm().item(), rel=1e-6)
-            assert u.ratio == pytest.approx(delta.norm().item() / after[name].double().norm().item(), rel=1e-6)
+            assert u.ratio == pytest.approx(delta.norm().item() / before[name].double().norm().item(), rel=1e-6)
     hist_rows, counts, edges = run.hist("grad")
     assert counts.shape == (len(hist_rows), gradprobe.HIST_BINS) and len(edges) == gradprobe.HIST_BINS + 1
     assert (counts.sum(1) == run.stats("grad")["numel"].to_numpy() - run.stats("grad")["zeros"].to_numpy()).all()

@@ -37,15 +37,13 @@ def first_tensor(value: Any) -> torch.Tensor | None:
 
 def select_modules(model: torch.nn.Module, selects: Callable[[str], bool],
                    patterns_given: bool) -> list[tuple[str, torch.nn.Module]]:
-    """Leaf modules (or, with patterns, any module they name), minus dropout and identity."""
-    chosen = []
-    for name, module in model.named_modules():
-        if module is model or type(module).__name__ in _SKIPPED_TYPES:
-            continue
-        is_leaf = next(module.children(), None) is None
-        if (patterns_given or is_leaf) and selects(name):
-            chosen.append((name, module))
-    return chosen
+    """Every module below the root (containers too), minus dropout and identity.
+
+    Containers matter: math done in a module's own forward (attention scores, a custom block)
+    shows only in that module's output. Hooks fire when a module finishes, so children come
+    before their parent and the first non-finite output in the record is where it arose."""
+    return [(name, module) for name, module in model.named_modules()
+            if module is not model and type(module).__name__ not in _SKIPPED_TYPES and selects(name)]
 
 
 class ActivationCapture:

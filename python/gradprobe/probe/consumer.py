@@ -83,6 +83,14 @@ class InputItem:
     total: int
 
 
+@dataclass
+class PredictionItem:
+    step: int
+    mode: str
+    labels: np.ndarray
+    predictions: np.ndarray
+
+
 def expand(stats: Stats | None, result_rows: np.ndarray) -> Stats:
     """One row per name: absent names get NaN moments and zero counts."""
     n = len(result_rows)
@@ -169,11 +177,16 @@ class Consumer:
                 {"step": [item.step] * len(counts), "mode": [item.mode] * len(counts),
                  "input": [item.input] * len(counts), "token": list(counts), "count": list(counts.values()),
                  "total": [item.total] * len(counts)}, schema=SCHEMAS["inputs"]))
+            self._notify("on_inputs", item.step, item.mode, counts, item.total)
+        elif isinstance(item, PredictionItem):
+            self._notify("on_predictions", item.step, item.mode, item.labels, item.predictions)
 
-    def _notify(self, method: str, record: Any) -> None:
+    def _notify(self, method: str, *args: Any) -> None:
         for observer in list(self.observers):
+            if not hasattr(observer, method):
+                continue
             try:
-                getattr(observer, method)(record)
+                getattr(observer, method)(*args)
             except Exception:
                 self.errors += 1
                 if self.errors <= 3:

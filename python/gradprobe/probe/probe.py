@@ -34,12 +34,12 @@ import pyarrow as pa
 import torch
 
 from ..stats import StatsComputer
-from ..stats.inputs import COPY_A_TO_B, NO_HIST_FOR_A, Table
+from ..stats.inputs import COPY_A_TO_B, NO_HIST_FOR_A, ROW_OF_B, Table
 from ..store.writer import RunWriter, prepare_run_dir, update_meta, write_json_atomic
 from ..store.schema import META_FILE
 from .activations import ActivationCapture, select_modules
 from .config import MODES, Collection, ProbeConfig, resolve_config
-from .consumer import Consumer, InputItem, Observer, ScalarItem, StatsItem
+from .consumer import Consumer, InputItem, Observer, PredictionItem, ScalarItem, StatsItem
 from .meta import build_meta, parameter_groups
 from .tensor_table import TensorTable
 from . import clip_hook
@@ -100,7 +100,7 @@ class Probe:
     """Records gradients, weights, updates, activations, inputs, losses and metrics of a training run."""
 
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer | Sequence[torch.optim.Optimizer] | None = None,
-                 *, out_dir: str | Path, config: ConfigLike = None, rules: Iterable[Any] | None = None,
+                 *, out_dir: str | Path, config: ConfigLike = None, rules: Iterable[Any] | str | None = None,
                  actions: Iterable[Any] | None = None, exist: str = "error",
                  scaler: Any = None, observers: Iterable[Observer] = ()) -> None:
         self.config = resolve_config(config)
@@ -110,7 +110,7 @@ class Probe:
             list(optimizer) if isinstance(optimizer, (list, tuple)) else [optimizer])
         self.scaler = scaler
         self.rank, self.world_size = _distributed_rank()
-        self.should_stop = False
+        self._should_stop = False
         self.stop_reason: str | None = None
         self._closed = False
         self._warned_after_close = False
@@ -119,6 +119,7 @@ class Probe:
         self._overhead = 0.0
         self._grads_taken = False
         self._optimizer_stepped = False
+        self._weights_taken = False
         self._snapshot_step = -1  # the step whose pre-update weights the snapshot holds
         # Filled by _read_parameters: the snapshot that updates are measured against is allocated once,
         # and only if updates are recorded.
@@ -140,12 +141,14 @@ class Probe:
         self._input_collections = [c for c in self.config.collections if c.kind == "input"]
         self._activation_collections = [c for c in self.config.collections if c.kind == "activation"]
 
-        self.engine = None
-        observer_list = list(observers)
-        if rules is not None or actions is not None:
-            from ..rules.engine import RuleEngine
+        # Rules: None means gradprobe.rules.default(); [] turns them off. Actions consume findings.
+        from ..rules.engine import RuleEngine
+        from ..rules.registry import resolve as resolve_rules
 
-            self.engine = RuleEngine(rules, actions, probe=self)
+        rule_list = resolve_rules(rules) if rules is None or isinstance(rules, str) else list(rules)
+        self.engine = RuleEngine(rule_list, actions, probe=self) if rule_list or actions else None
+        observer_list = list(observers)
+        if self.engine is not None:
             observer_list.append(self.engine)
         self._consumer = Consumer(self._writer.write, observer_list)
 
@@ -202,18 +205,41 @@ class Probe:
         except Exception as error:  # recording must never break training
             self._record_failure("step", error)
         self._steps[mode] += 1
-        self._grads_taken = self._optimizer_stepped = False
+        self._grads_taken = self._optimizer_stepped = self._weights_taken = False
         if self._activations is not None and not self._activations.armed:
             self._arm_activations()
         if self.engine is not None:
             self.engine.after_step(self)
 
+    @property
+    def should_stop(self) -> bool:
+        """True once a stop was requested (StopTraining, probe.stop()). In a single process a request
+        counts at once; across ranks it counts at the end of the step on which every rank agreed."""
+        if self._should_stop:
+            return True
+        if self.world_size == 1 and self.engine is not None and self.engine._stop_reason is not None:
+            self.stop(self.engine._stop_reason)
+            return True
+        return False
+
+    @property
+    def findings(self) -> list:
+        """Findings so far (rules run on the consumer thread; call flush() to wait for the latest)."""
+        return list(self.engine.findings) if self.engine is not None else []
+
+    def observe_predictions(self, labels: Any, predictions: Any, mode: str | None = None) -> None:
+        """Labels and predicted classes of a batch, for ClassImbalance and Confusion."""
+        if self._closed or self.engine is None:
+            return
+        mode = mode or self._mode
+        self._consumer.put(PredictionItem(self._steps[mode], mode, _host_array(labels), _host_array(predictions)))
+
     def stop(self, reason: str) -> None:
         """Asks the training loop to stop (sets should_stop); integrations stop their trainer."""
-        if not self.should_stop:
-            self.should_stop = True
+        if not self._should_stop:
+            self._should_stop = True
             self.stop_reason = reason
-            self._writer.event({"type": "stop_requested", "reason": reason, "step": self._steps[self._mode],
+            self._writer.event({"type": "stop_requested", "reason": reason, "steps_completed": self._steps[self._mode],
                                 "mode": self._mode})
 
     def flush(self) -> None:
@@ -234,7 +260,7 @@ class Probe:
         self._consumer.close()
         if self.engine is not None:
             self.engine.close()
-        status = "failed" if error is not None else ("stopped" if self.should_stop else "completed")
+        status = "failed" if error is not None else ("stopped" if self._should_stop else "completed")
         self._writer.event({"type": "close", "status": status, "steps": dict(self._steps),
                             **({"error": repr(error)} if error is not None else {})})
         self._writer.close()
@@ -275,6 +301,7 @@ class Probe:
         self._weight_plan = _KindPlan(by_kind["weight"], self._names, aliases, self._params, trainable_only=False)
         self._update_plan = _KindPlan(by_kind["update"], self._names, aliases, self._params, trainable_only=True)
         self._module_ids = {id(m) for m in self.model.modules()}
+        self._all_cpu = all(p.device.type == "cpu" for p in self._params)
         self._stale = False
         self._layouts = {}
         self._snapshots = None
@@ -315,54 +342,58 @@ class Probe:
         self._consumer.put(StatsItem(self._steps[self._mode], self._mode, "grad", names, names_arrow, rows, pending,
                                      histogram=self._grad_plan.histogram(due)))
 
-    def _capture_weights_and_updates(self, mode: str, step: int) -> None:
-        """One fused launch: the updates (w_after - w_before), then the weights, which serve both the
-        weight record and the |dw| / |w| ratio; weights are never read twice in a step.
+    def _fused_cpu(self, mode: str, step: int) -> bool:
+        """Whether this step's weights and updates come from the fused CPU pass (after the step)."""
+        return (mode == "train" and self._all_cpu and self.config.backend in (None, "cpu")
+                and bool(self._update_plan.due(mode, step)))
 
-        On the CPU the same pass also refreshes the snapshot for the next step (copy w into it while
-        it is in cache), so a run that records updates every step never copies the model separately."""
+    def _capture_weights_before(self, mode: str, step: int) -> None:
+        """Weights as the step's forward used them (before the update). The fused CPU pass takes
+        them from the snapshot instead, after the step, in the same read."""
         weight_due = self._weight_plan.due(mode, step)
+        if not weight_due or self._weights_taken or self._fused_cpu(mode, step):
+            return
+        names, names_arrow, rows, pending = self._launch(self._weight_plan, weight_due, None)
+        self._weights_taken = True
+        self._consumer.put(StatsItem(step, mode, "weight", names, names_arrow, rows, pending,
+                                     histogram=self._weight_plan.histogram(weight_due)))
+
+    def _capture_weights_and_updates(self, mode: str, step: int) -> None:
+        """After the step: updates (w_after - w_before, with |dw| / |w_before|); weights too when no
+        optimizer stepped (eval) or when the fused CPU pass measures them from the snapshot."""
+        if not self._optimizer_stepped:
+            self._capture_weights_before(mode, step)  # nothing changed them this step
+            return
         update_due = self._update_plan.due(mode, step) if self._snapshot_step == step else ()
-        if not weight_due and not update_due:
+        weight_due = () if self._weights_taken else self._weight_plan.due(mode, step)
+        if not update_due:
             return
         layout = self._post_step_layout(weight_due, update_due)
-        if update_due:
-            after = layout.update_table.gather(None).table
-            before = self._snapshot_table(update_due, layout.update_index).gather(None).table
-            if len(after) != len(layout.update_index) or len(before) != len(after):
-                update_due = ()  # a parameter vanished mid-step; the next snapshot realigns
-        weights = layout.weight_table.gather(None)
-        if weights.layout_changed:
-            self._stale = True  # shapes moved under us (e.g. param.data replaced): rebuild next step
-        if update_due and (after.device_codes < 0).all() and self.config.backend in (None, "cpu"):
-            histogram = self._update_plan.histogram(update_due)
-            self._fused_cpu_post_step(mode, step, layout, weight_due, after, before, weights, histogram,
-                                      self._weight_plan.histogram(weight_due))
+        after = layout.update_table.gather(None).table
+        before = self._snapshot_table(update_due, layout.update_index).gather(None).table
+        if len(after) != len(layout.update_index) or len(before) != len(after):
+            return  # a parameter vanished mid-step; the next snapshot realigns
+        if self._fused_cpu(mode, step):
+            weights = layout.weight_table.gather(None)
+            if weights.layout_changed:
+                self._stale = True  # shapes moved under us (e.g. param.data replaced): rebuild next step
+            self._fused_cpu_post_step(mode, step, layout, weight_due, after, before, weights,
+                                      self._update_plan.histogram(update_due), self._weight_plan.histogram(weight_due))
             return
-        histogram = self._weight_plan.histogram(weight_due) or self._update_plan.histogram(update_due)
-        tables, k = [], 0
-        if update_due:
-            tables.append(Table(after.a_ptrs, before.a_ptrs, after.numels, after.dtypes_a, before.dtypes_a,
-                                after.device_codes, after.kinds, [], None))
-            k = len(after)
-        tables.append(weights.table)
-        pending = self._computer.launch_table(_concat_tables(*tables), histogram=histogram,
+        # Elsewhere (GPU): the differences, then the snapshot itself for |dw| / |w_before|.
+        k = len(after)
+        diff = Table(after.a_ptrs, before.a_ptrs, after.numels, after.dtypes_a, before.dtypes_a,
+                     after.device_codes, after.kinds, [], None)
+        pending = self._computer.launch_table(_concat_tables(diff, before), histogram=self._update_plan.histogram(update_due),
                                               backend=self.config.backend)
-        # Row of each weight-part parameter in the fused result (-1 when it had no tensor).
-        weight_rows = np.full(len(layout.weight_part), -1, np.int64)
-        weight_rows[weights.rows] = k + np.arange(len(weights.rows))
-        if weight_due:
-            n = len(layout.weight_names)
-            self._consumer.put(StatsItem(step, mode, "weight", layout.weight_names, layout.weight_names_arrow,
-                                         weight_rows[:n], pending, histogram=self._weight_plan.histogram(weight_due)))
-        if update_due:
-            self._consumer.put(StatsItem(step, mode, "update", layout.update_names, layout.update_names_arrow,
-                                         np.arange(k), pending, ratio_rows=weight_rows[layout.ratio_positions]))
+        self._consumer.put(StatsItem(step, mode, "update", layout.update_names, layout.update_names_arrow,
+                                     np.arange(k), pending, ratio_rows=k + np.arange(k)))
 
     def _fused_cpu_post_step(self, mode: str, step: int, layout: "_PostStepLayout", weight_due: tuple[str, ...],
                              after: Table, before: Table, weights, histogram: bool, weight_histogram: bool) -> None:
-        """Rows: the k update pairs, then the weights of the weight part outside the update set; the
-        updated parameters' own weights come out of the pairs (a_rows) in the same pass."""
+        """Rows: the k update pairs (w_after, snapshot = w_before), then the weight-part parameters
+        outside the update set (frozen ones: unchanged by the step). The pairs' extra rows measure the
+        snapshot before the pass overwrites it with w_after for the next step."""
         k = len(after)
         in_pairs = np.zeros(len(layout.weight_part), bool)
         in_pairs[layout.ratio_positions] = True
@@ -375,7 +406,7 @@ class Probe:
                       after.device_codes, after.kinds, [], None)
         table = _concat_tables(pairs, single_table)
         table.a_rows = np.concatenate([n + np.arange(k), np.full(len(present_single), -1)]).astype(np.int64)
-        flags = (COPY_A_TO_B if copy_next else 0) | (0 if weight_histogram else NO_HIST_FOR_A)
+        flags = ROW_OF_B | (COPY_A_TO_B if copy_next else 0) | (0 if weight_histogram else NO_HIST_FOR_A)
         table.copy = np.concatenate([np.full(k, flags), np.zeros(len(present_single))]).astype(np.int64)
         pending = self._computer.launch_table(table, histogram=histogram or weight_histogram,
                                               backend=self.config.backend)
@@ -385,6 +416,7 @@ class Probe:
         weight_rows[layout.ratio_positions] = n + np.arange(k)
         weight_rows[present_single] = k + np.arange(len(present_single))
         if weight_due:
+            self._weights_taken = True
             self._consumer.put(StatsItem(step, mode, "weight", layout.weight_names, layout.weight_names_arrow,
                                          weight_rows[:len(layout.weight_names)], pending, histogram=weight_histogram))
         self._consumer.put(StatsItem(step, mode, "update", layout.update_names, layout.update_names_arrow,
@@ -441,6 +473,7 @@ class Probe:
             if not self._grads_taken:
                 self._capture_grads()
             self._take_snapshot()
+            self._capture_weights_before(self._mode, self._steps[self._mode])
         except Exception as error:
             self._record_failure("optimizer step hook", error)
         self._overhead += time.perf_counter() - started
@@ -546,6 +579,12 @@ def _concat_tables(*tables: Table) -> Table:
     return Table(*(np.concatenate([getattr(t, f) for t in tables])
                    for f in ("a_ptrs", "b_ptrs", "numels", "dtypes_a", "dtypes_b", "device_codes")),
                  [kind for t in tables for kind in t.kinds], [], None)
+
+
+def _host_array(values: Any) -> np.ndarray:
+    if isinstance(values, torch.Tensor):
+        return values.detach().to("cpu").numpy()
+    return np.asarray(values)
 
 
 def _distributed_rank() -> tuple[int, int]:

@@ -20,6 +20,7 @@ CPU: Device = ("cpu", -1)
 
 COPY_A_TO_B = 1
 NO_HIST_FOR_A = 2
+ROW_OF_B = 4  # the extra row measures b (before the copy) instead of a
 
 
 class InputError(ValueError):

@@ -1,14 +1,16 @@
-"""`gradprobe demo`: fine-tune the pre-trained MiniLM on product reviews and watch every gradient.
+"""`gradprobe demo`: fine-tune the pre-trained MiniLM on product reviews with a Probe attached.
 
-Each step computes the full statistics (norms, min/max, mean/std, zeros, NaN/Inf, exponent
-histogram) of every gradient in one fused pass and reports what that cost beside the step.
+Every step records the full statistics (norms, min/max, mean/std, zeros, NaN/Inf, exponent
+histograms) of every gradient, weight and update, activations every 10 steps, the loss, and an
+evaluation on held-out reviews; the default rules watch it all. The run directory can be read
+with `gradprobe show`, `gradprobe check` or gradprobe.open_run.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -16,28 +18,31 @@ import numpy as np
 
 @dataclass(frozen=True)
 class DemoConfig:
-    steps: int = 20
+    steps: int = 30
     batch_size: int = 16
     seq_len: int = 64
-    lr: float = 1e-4
+    lr: float = 5e-5
+    eval_every: int = 10
+    eval_size: int = 96
     seed: int = 0
     model: str | None = None  # a Hugging Face model directory; default: the packaged MiniLM
+    out_dir: str | None = None  # default: runs/demo-<time>
+    preset: str = "default"
 
 
 @dataclass
 class DemoReport:
+    run_dir: Path
     losses: list[float] = field(default_factory=list)
-    grad_norms: list[float] = field(default_factory=list)
+    eval_losses: list[float] = field(default_factory=list)
+    eval_accuracy: list[float] = field(default_factory=list)
     step_seconds: list[float] = field(default_factory=list)
-    stats_seconds: list[float] = field(default_factory=list)
-    names: list[str] = field(default_factory=list)
-    first_layer_norms: np.ndarray | None = None
-    last_layer_norms: np.ndarray | None = None
-    nonfinite_steps: list[int] = field(default_factory=list)
+    findings: list = field(default_factory=list)
+    own_ms: float = float("nan")
 
     @property
-    def stats_overhead(self) -> float:
-        return float(np.median(self.stats_seconds) / np.median(self.step_seconds))
+    def overhead(self) -> float:
+        return self.own_ms / 1e3 / float(np.median(self.step_seconds))
 
 
 def run_demo(config: DemoConfig, log: Callable[[str], None] = print) -> DemoReport:
@@ -45,7 +50,9 @@ def run_demo(config: DemoConfig, log: Callable[[str], None] = print) -> DemoRepo
     from transformers import AutoTokenizer, BertForSequenceClassification
     from transformers.utils import logging as hf_logging
 
-    from ..stats import StatsComputer
+    from ..actions import Log
+    from ..probe import Probe
+    from ..store import open_run
     from .pretrained import resolve_model
     from .reviews import LABELS, make_reviews
 
@@ -55,50 +62,75 @@ def run_demo(config: DemoConfig, log: Callable[[str], None] = print) -> DemoRepo
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = BertForSequenceClassification.from_pretrained(path, num_labels=len(LABELS))
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr)
-    reviews = make_reviews(config.steps * config.batch_size, seed=config.seed)
-    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    computer = StatsComputer()
-    report = DemoReport(names=[n for n, _ in params])
-    log(f"fine-tuning {path.name} ({sum(p.numel() for _, p in params) / 1e6:.1f}M parameters, "
-        f"{len(params)} tensors) on {len(reviews)} product reviews, batch {config.batch_size} x {config.seq_len}")
+    reviews = make_reviews(config.steps * config.batch_size + config.eval_size, seed=config.seed)
+    train, held_out = reviews[:-config.eval_size], reviews[-config.eval_size:]
 
-    model.train()
-    for step in range(config.steps):
-        batch = reviews[step * config.batch_size:(step + 1) * config.batch_size]
+    def encode(batch):
         inputs = tokenizer([r.text for r in batch], padding="max_length", truncation=True,
                            max_length=config.seq_len, return_tensors="pt")
-        labels = torch.tensor([r.label for r in batch])
-        start = time.perf_counter()
-        loss = model(**inputs, labels=labels).loss
-        loss.backward()
-        stats_start = time.perf_counter()
-        stats = computer.launch([p.grad for _, p in params], None, histogram=True, backend=None).result()
-        stats_seconds = time.perf_counter() - stats_start
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        report.step_seconds.append(time.perf_counter() - start)
-        report.stats_seconds.append(stats_seconds)
-        report.losses.append(loss.detach().item())
-        report.grad_norms.append(float(math.sqrt(float(np.sum(stats.l2**2)))))
-        if (stats.nans + stats.infs).any():
-            report.nonfinite_steps.append(step)
-        if step == 0:
-            report.first_layer_norms = stats.l2.copy()
-        report.last_layer_norms = stats.l2.copy()
-        log(f"step {step:3d}  loss {report.losses[-1]:.4f}  grad norm {report.grad_norms[-1]:.3f}  "
-            f"step {report.step_seconds[-1] * 1e3:.0f} ms  statistics {stats_seconds * 1e3:.1f} ms")
+        return inputs, torch.tensor([r.label for r in batch])
+
+    out_dir = Path(config.out_dir or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}")
+    report = DemoReport(run_dir=out_dir)
+    log(f"fine-tuning {path.name} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters) on "
+        f"{len(train)} product reviews ({', '.join(LABELS)}), batch {config.batch_size} x {config.seq_len}; "
+        f"recording to {out_dir}")
+    with Probe(model, optimizer, out_dir=out_dir, config=config.preset, actions=[Log()], exist="overwrite") as probe:
+        for step in range(config.steps):
+            model.train()
+            inputs, labels = encode(train[step * config.batch_size:(step + 1) * config.batch_size])
+            start = time.perf_counter()
+            loss = model(**inputs, labels=labels).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            probe.step(loss=loss)
+            report.step_seconds.append(time.perf_counter() - start)
+            report.losses.append(loss.detach().item())
+            log(f"step {step:3d}  loss {report.losses[-1]:.4f}  {report.step_seconds[-1] * 1e3:.0f} ms")
+            if (step + 1) % config.eval_every == 0 or step + 1 == config.steps:
+                _evaluate(model, encode, held_out, config.batch_size, probe, report, log)
+            if probe.should_stop:
+                log(f"stopping: {probe.stop_reason}")
+                break
+        probe.flush()
+        report.findings = probe.findings
+    own = open_run(out_dir).scalars(["gradprobe/overhead_ms"], mode="train").value.to_numpy()
+    report.own_ms = float(np.median(own[1:])) if len(own) > 1 else float("nan")
     _print_summary(report, log)
     return report
 
 
+def _evaluate(model, encode, held_out, batch_size, probe, report, log) -> None:
+    import torch
+
+    model.eval()
+    probe.set_mode("eval")
+    losses, correct = [], 0
+    with torch.no_grad():
+        for i in range(0, len(held_out), batch_size):
+            inputs, labels = encode(held_out[i:i + batch_size])
+            out = model(**inputs, labels=labels)
+            predictions = out.logits.argmax(-1)
+            correct += int((predictions == labels).sum())
+            losses.append(out.loss.item())
+            probe.observe_predictions(labels, predictions)
+    report.eval_losses.append(float(np.mean(losses)))
+    report.eval_accuracy.append(correct / len(held_out))
+    probe.step(loss=report.eval_losses[-1], metrics={"accuracy": report.eval_accuracy[-1]})
+    probe.set_mode("train")
+    log(f"      eval loss {report.eval_losses[-1]:.4f}  accuracy {100 * report.eval_accuracy[-1]:.1f}%")
+
+
 def _print_summary(report: DemoReport, log: Callable[[str], None]) -> None:
     log("")
-    log(f"loss {report.losses[0]:.4f} -> {report.losses[-1]:.4f}; non-finite gradients at steps: "
-        f"{report.nonfinite_steps or 'none'}")
-    log(f"all statistics of {len(report.names)} gradients per step: median "
-        f"{np.median(report.stats_seconds) * 1e3:.1f} ms = {report.stats_overhead * 100:.1f}% of the step")
-    if report.first_layer_norms is not None and report.last_layer_norms is not None:
-        order = np.argsort(-report.last_layer_norms)[:8]
-        log("largest gradient norms at the last step (first step beside):")
-        for i in order:
-            log(f"  {report.names[i]:60s} {report.last_layer_norms[i]:10.4f}  ({report.first_layer_norms[i]:.4f})")
+    log(f"train loss {report.losses[0]:.4f} -> {report.losses[-1]:.4f}; eval accuracy "
+        f"{' -> '.join(f'{100 * a:.0f}%' for a in report.eval_accuracy)}")
+    log(f"gradprobe's own time per step: median {report.own_ms:.1f} ms = {100 * report.overhead:.1f}% of the step")
+    if report.findings:
+        log(f"{len(report.findings)} findings:")
+        for f in report.findings:
+            log(f"  step {f.step} ({f.mode}) [{f.code} {f.rule}] {f.message}")
+    else:
+        log("no rule fired: a healthy run")
+    log(f"run directory: {report.run_dir}  (gradprobe show {report.run_dir})")
