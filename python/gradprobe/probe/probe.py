@@ -155,7 +155,6 @@ class Probe:
         self._handles: list[Any] = []
         for opt in self.optimizers:
             self._handles.append(opt.register_step_pre_hook(self._before_optimizer_step))
-            self._handles.append(opt.register_step_post_hook(self._after_optimizer_step))
         self._handles.append(clip_hook.register(self._before_clipping))
         # A parameter or module registered anywhere in the model (e.g. a resized embedding) rebuilds the tables.
         self._handles.append(torch.nn.modules.module.register_module_parameter_registration_hook(self._on_registration))
@@ -177,7 +176,8 @@ class Probe:
             raise ValueError(f"unknown mode {mode!r} (known: {', '.join(MODES)})")
         if mode != self._mode:
             self._mode = mode
-            self._activations.disarm() if self._activations else None
+            if self._activations is not None:
+                self._activations.disarm()
             self._arm_activations()
 
     def current_step(self, mode: str | None = None) -> int:
@@ -477,9 +477,6 @@ class Probe:
         except Exception as error:
             self._record_failure("optimizer step hook", error)
         self._overhead += time.perf_counter() - started
-
-    def _after_optimizer_step(self, optimizer, args, kwargs) -> None:
-        pass  # weights and updates wait for probe.step(): every optimizer has stepped by then
 
     def _before_clipping(self, parameters: Any) -> None:
         if self._grads_taken or self._closed or self._mode != "train":
