@@ -178,3 +178,63 @@ def test_check_reproduces_live_findings(tmp_path):
 
     offline = [(f.code, f.step, f.mode, f.tensors) for f in check_run(tmp_path / "run", resolve("all"))]
     assert live and live == offline
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory):
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    folder = tmp_path_factory.mktemp("tls")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(folder / "key.pem"),
+                    "-out", str(folder / "cert.pem")], check=True, capture_output=True)
+    return folder / "cert.pem", folder / "key.pem"
+
+
+@pytest.mark.parametrize("security", ["starttls", "ssl"])
+def test_email_over_tls_with_credentials_from_the_environment(tmp_path, certificate, security, monkeypatch):
+    import ssl
+
+    controller_module = pytest.importorskip("aiosmtpd.controller")
+    from aiosmtpd.smtp import AuthResult
+
+    cert, key = certificate
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(cert, key)
+    messages, logins = [], []
+
+    class Handler:
+        async def handle_DATA(self, server, session, envelope):
+            messages.append(envelope)
+            return "250 OK"
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        logins.append((auth_data.login.decode(), auth_data.password.decode()))
+        return AuthResult(success=auth_data.password == b"s3cret-pass")
+
+    port = free_port()
+    if security == "ssl":
+        controller = controller_module.Controller(Handler(), hostname="127.0.0.1", port=port, ssl_context=server_context,
+                                                  authenticator=authenticator, auth_require_tls=False)
+    else:
+        controller = controller_module.Controller(Handler(), hostname="127.0.0.1", port=port, authenticator=authenticator,
+                                                  tls_context=server_context, require_starttls=True)
+    controller.start()
+    monkeypatch.setenv("GP_SMTP_USER", "gradprobe")
+    monkeypatch.setenv("GP_SMTP_PASS", "s3cret-pass")
+    try:
+        model = zero_model()
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        email = Email(to=("oncall@example.com",), host="127.0.0.1", port=port, security=security, ca_file=str(cert),
+                      username_env="GP_SMTP_USER", password_env="GP_SMTP_PASS", cooldown_seconds=0)
+        with Probe(model, opt, out_dir=tmp_path / "run", rules=[AllZero()], actions=[email]) as probe:
+            loop(model, probe, opt, 2)
+        assert wait_for(lambda: len(messages) == 1)
+    finally:
+        controller.stop()
+    assert logins == [("gradprobe", "s3cret-pass")]
+    text = "".join(p.read_text(errors="ignore") for p in (tmp_path / "run").rglob("*") if p.is_file())
+    assert "s3cret-pass" not in text

@@ -24,6 +24,7 @@ class Email(Action):
     security: str = "starttls"  # "starttls", "ssl" or "none"
     username_env: str | None = None
     password_env: str | None = None
+    ca_file: str | None = None  # CA bundle for the server's certificate (a private mail server); None: system CAs
 
     def __post_init__(self) -> None:
         if isinstance(self.to, str):
@@ -44,10 +45,14 @@ class Email(Action):
         run = context.get("run", "")
         message.set_content(f"{finding.message}\n\nrun: {run}\nstep: {finding.step} ({finding.mode})\n"
                             f"tensors: {', '.join(finding.tensors) or '-'}\nevidence: {dict(finding.evidence)}\n")
-        smtp_class = smtplib.SMTP_SSL if self.security == "ssl" else smtplib.SMTP
-        with smtp_class(self.host, self.port, timeout=self.timeout_seconds) as smtp:
+        context = ssl.create_default_context(cafile=self.ca_file)
+        if self.security == "ssl":
+            smtp = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout_seconds, context=context)
+        else:
+            smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout_seconds)
+        with smtp:
             if self.security == "starttls":
-                smtp.starttls(context=ssl.create_default_context())
+                smtp.starttls(context=context)
             if self.username_env:
                 smtp.login(os.environ[self.username_env], os.environ.get(self.password_env or "", ""))
             smtp.send_message(message)
