@@ -15,6 +15,9 @@ from .oracle import assert_stats_close
 finite_or_not = st.floats(allow_nan=True, allow_infinity=True, width=32)
 data = arrays(np.float32, st.integers(0, 3000), elements=finite_or_not)
 finite_data = arrays(np.float32, st.integers(1, 3000), elements=st.floats(-1e6, 1e6, width=32))
+# Scaling by 2^k is exact only while nothing under- or overflows: |x| >= 2^-100 (or 0) keeps x * 2^-20 normal.
+scalable_data = arrays(np.float32, st.integers(1, 3000),
+                       elements=st.floats(-1e6, 1e6, width=32).filter(lambda v: v == 0 or abs(v) >= 2.0**-100))
 
 
 @settings(max_examples=60, deadline=None)
@@ -28,7 +31,7 @@ def test_counts_add_up(x):
 
 
 @settings(max_examples=40, deadline=None)
-@given(finite_data, st.integers(-20, 20))
+@given(scalable_data, st.integers(-20, 20))
 def test_power_of_two_scaling_is_exact_and_shifts_histogram(x, k):
     s, t = tensor_stats([x]), tensor_stats([x * np.float32(2.0**k)])
     c = 2.0**k

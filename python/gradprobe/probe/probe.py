@@ -383,7 +383,7 @@ class Probe:
         # Elsewhere (GPU): the differences, then the snapshot itself for |dw| / |w_before|.
         k = len(after)
         diff = Table(after.a_ptrs, before.a_ptrs, after.numels, after.dtypes_a, before.dtypes_a,
-                     after.device_codes, after.kinds, [], None)
+                     after.device_codes, after.source, [], None)
         pending = self._computer.launch_table(_concat_tables(diff, before), histogram=self._update_plan.histogram(update_due),
                                               backend=self.config.backend)
         self._consumer.put(StatsItem(step, mode, "update", layout.update_names, layout.update_names_arrow,
@@ -403,7 +403,7 @@ class Probe:
         n = k + len(present_single)
         copy_next = bool(self._update_plan.due(mode, step + 1))
         pairs = Table(after.a_ptrs, before.a_ptrs, after.numels, after.dtypes_a, before.dtypes_a,
-                      after.device_codes, after.kinds, [], None)
+                      after.device_codes, after.source, [], None)
         table = _concat_tables(pairs, single_table)
         table.a_rows = np.concatenate([n + np.arange(k), np.full(len(present_single), -1)]).astype(np.int64)
         flags = ROW_OF_B | (COPY_A_TO_B if copy_next else 0) | (0 if weight_histogram else NO_HIST_FOR_A)
@@ -575,7 +575,7 @@ def _concat_tables(*tables: Table) -> Table:
         return tables[0]
     return Table(*(np.concatenate([getattr(t, f) for t in tables])
                    for f in ("a_ptrs", "b_ptrs", "numels", "dtypes_a", "dtypes_b", "device_codes")),
-                 [kind for t in tables for kind in t.kinds], [], None)
+                 tables[0].source if all(t.source == tables[0].source for t in tables) else "mixed", [], None)
 
 
 def _host_array(values: Any) -> np.ndarray:

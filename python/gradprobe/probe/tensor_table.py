@@ -64,5 +64,5 @@ class TensorTable:
         rows = np.flatnonzero(present)
         dtypes = self._dtypes[rows]
         table = Table(self._ptrs[rows], np.zeros(rows.size, np.int64), self._numels[rows], dtypes, dtypes,
-                      self._devices[rows], ["torch"] * rows.size, [], None)
+                      self._devices[rows], "torch", [], None)
         return Gathered(table, rows, present, changed)

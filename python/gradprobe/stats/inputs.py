@@ -49,7 +49,7 @@ class Table:
     dtypes_a: np.ndarray
     dtypes_b: np.ndarray
     device_codes: np.ndarray  # per row: -1 for the CPU, k for cuda:k
-    kinds: list[str]
+    source: str  # "torch", "numpy", "cupy" or "mixed": whose arrays these are (picks the CUDA stream)
     a_objs: list[Any] = field(default_factory=list)  # what owns each row's memory (a copy when one was needed)
     b_objs: list[Any] | None = None
     # CPU only, for pairs: output row of a's own statistics (-1: none; rows start at len(table)),
@@ -72,7 +72,7 @@ class Table:
         objs_a = [self.a_objs[i] for i in rows] if self.a_objs else []
         objs_b = None if self.b_objs is None else [self.b_objs[i] for i in rows]
         return Table(self.a_ptrs[rows], self.b_ptrs[rows], self.numels[rows], self.dtypes_a[rows],
-                     self.dtypes_b[rows], self.device_codes[rows], [self.kinds[i] for i in rows], objs_a, objs_b)
+                     self.dtypes_b[rows], self.device_codes[rows], self.source, objs_a, objs_b)
 
     def groups(self) -> dict[Device, np.ndarray]:
         """Row indices per device, in input order within each device."""
@@ -218,7 +218,7 @@ def _fast_torch_table(a: Sequence[Any]) -> Table | None:
         ptrs[i], numels[i], dtypes[i] = t.data_ptr(), t.numel(), code
     dtype_array = np.asarray(dtypes, np.int32)
     return Table(np.asarray(ptrs, np.int64), np.zeros(n, np.int64), np.asarray(numels, np.int64), dtype_array,
-                 dtype_array, np.asarray(devices, np.int32), ["torch"] * n, list(a), None)
+                 dtype_array, np.asarray(devices, np.int32), "torch", list(a), None)
 
 
 _FAST_CODES: dict[str, dict[Any, int]] = {}  # filled once: torch's dtype objects -> codes
@@ -241,7 +241,7 @@ def build_table(a: Sequence[Any], b: Sequence[Any] | None = None) -> Table:
     dtypes_a = np.zeros(n, np.int32)
     dtypes_b = np.zeros(n, np.int32)
     devices = np.zeros(n, np.int32)
-    kinds: list[str] = []
+    sources: set[str] = set()
     a_objs: list[Any] = []
     b_objs: list[Any] | None = None if b is None else []
     for i in range(n):
@@ -259,8 +259,9 @@ def build_table(a: Sequence[Any], b: Sequence[Any] | None = None) -> Table:
             b_ptrs[i], dtypes_b[i] = db.ptr, db.dtype
             b_objs.append(db.keepalive)
         devices[i] = code_of_device(da.device)
-        kinds.append(da.kind)
-    return Table(a_ptrs, b_ptrs, numels, dtypes_a, dtypes_b, devices, kinds, a_objs, b_objs)
+        sources.add(da.kind)
+    source = sources.pop() if len(sources) == 1 else ("mixed" if sources else "torch")
+    return Table(a_ptrs, b_ptrs, numels, dtypes_a, dtypes_b, devices, source, a_objs, b_objs)
 
 
 def _device_name(device: Device) -> str:

@@ -20,7 +20,7 @@ def load_module():
 
 def current_stream(table: Table, index: int) -> int:
     """The stream the inputs' producers run on: torch's current stream, else CuPy's."""
-    if "torch" in table.kinds:
+    if table.source in ("torch", "mixed"):
         import torch
 
         return int(torch.cuda.current_stream(index).cuda_stream)
