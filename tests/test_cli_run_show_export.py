@@ -65,3 +65,13 @@ def test_export_tensorboard_writes_norms_losses_and_histograms(recorded_run, tmp
     assert "train/loss" in tags["scalars"] and "grad_norm/0.weight" in tags["scalars"]
     assert len(events.Scalars("train/loss")) == 25
     assert "grad_abs_exponent/0.weight" in tags["histograms"]
+
+
+def test_run_a_module_with_dash_m(tmp_path):
+    (tmp_path / "trainmod.py").write_text(
+        "import torch\nm = torch.nn.Linear(3, 1)\no = torch.optim.SGD(m.parameters(), lr=0.1)\n"
+        "for i in range(4):\n    l = m(torch.randn(5, 3)).pow(2).mean(); l.backward(); o.step(); o.zero_grad()\n")
+    done = subprocess.run([sys.executable, "-m", "gradprobe.cli", "run", "--out", str(tmp_path / "run"), "--",
+                           "python", "-m", "trainmod"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert list(open_run(tmp_path / "run").steps()) == [0, 1, 2, 3]

@@ -101,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if target[0] == "-m":
             sys.argv = target[1:]
+            sys.path.insert(0, os.getcwd())  # as `python -m` does
             runpy.run_module(target[1], run_name="__main__", alter_sys=True)
         else:
             sys.argv = target
