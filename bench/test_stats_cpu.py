@@ -31,10 +31,24 @@ def read_floor(tensors):
         _core.read_floor_sum(t.data_ptr(), t.numel(), 0)
 
 
+def on_path(path, fn):
+    """Runs fn on a forced CPU path (what CPUs without some AVX-512 extensions take)."""
+    def run(ts):
+        before = _core.cpu_path()
+        _core.set_cpu_path(path)
+        try:
+            return fn(ts)
+        finally:
+            _core.set_cpu_path(before)
+    return run
+
+
 METHODS = {
     "read_floor": read_floor,
     "gradprobe_cpu": lambda ts: gradprobe.tensor_stats(ts, histogram=False, backend="cpu"),
     "gradprobe_cpu_hist": lambda ts: gradprobe.tensor_stats(ts, histogram=True, backend="cpu"),
+    # AVX-512 without VBMI/BITALG/GFNI (Skylake-SP, Cascade Lake): table histogram.
+    "gradprobe_cpu_hist[avx512 without vbmi]": on_path("avx512", lambda ts: gradprobe.tensor_stats(ts, histogram=True)),
     "naive_torch_loop": naive_torch_loop,
     "torch_foreach_norm": lambda ts: torch._foreach_norm(ts),
 }

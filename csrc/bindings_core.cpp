@@ -89,6 +89,24 @@ PYBIND11_MODULE(_core, m) {
         py::arg("ptrs"), py::arg("numels"), py::arg("dtypes"), py::arg("devices"),
         "Fills the raw table of torch tensors (or of their attribute attr, e.g. 'grad'); returns how many were None.");
   m.def("has_avx512", &gp::cpu::has_avx512, "Whether the AVX-512 fast path runs on this CPU.");
+  m.def(
+      "cpu_path", []() {
+        static const char* names[] = {"exact", "avx512", "avx512-vbmi"};
+        return std::string(names[static_cast<int>(gp::cpu::cpu_path())]);
+      },
+      "The CPU pass's fast path: exact (scalar float64), avx512, or avx512-vbmi (vector histogram).");
+  m.def(
+      "set_cpu_path",
+      [](const std::string& name) {
+        gp::cpu::CpuPath path;
+        if (name == "exact") path = gp::cpu::CpuPath::kExact;
+        else if (name == "avx512") path = gp::cpu::CpuPath::kAvx512;
+        else if (name == "avx512-vbmi") path = gp::cpu::CpuPath::kAvx512Vbmi;
+        else if (name == "best") path = gp::cpu::best_cpu_path();
+        else throw py::value_error("cpu path must be exact, avx512, avx512-vbmi or best, not '" + name + "'");
+        if (!gp::cpu::set_cpu_path(path)) throw py::value_error("this CPU cannot take the '" + name + "' path");
+      },
+      py::arg("name"), "Forces a CPU fast path at or below what this CPU supports (tests, benchmarks).");
   m.def("max_threads", []() { return omp_get_max_threads(); }, "OpenMP threads available.");
   m.def(
       "read_floor_sum",
