@@ -77,9 +77,6 @@ class _KindPlan:
             self._cache[due] = cached
         return cached
 
-    def forget(self) -> None:
-        self._cache.clear()
-
 
 @dataclass
 class _PostStepLayout:
@@ -322,14 +319,6 @@ class Probe:
             update_meta(self.out_dir, parameters=[{"name": n, "shape": list(p.shape), "dtype": str(p.dtype),
                                                    "requires_grad": p.requires_grad, "aliases": a[1:]}
                                                   for n, p, a in groups])
-
-    def _forget_tables(self) -> None:
-        for kind_plan in (self._grad_plan, self._weight_plan, self._update_plan):
-            kind_plan.forget()
-        self._layouts.clear()
-        self._snapshots = None
-        self._snapshot_tables.clear()
-        self._snapshot_step = -1
 
     def _capture_grads(self, require_present: bool = False) -> None:
         due = self._grad_plan.due(self._mode, self._steps[self._mode])

@@ -20,7 +20,3 @@ def hist_edges() -> np.ndarray:
     powers = np.ldexp(1.0, np.arange(HIST_EXP_MIN, HIST_EXP_MAX + 1))
     return np.concatenate(([0.0], powers, [np.inf]))
 
-
-def hist_bin_of_exponent(exponent: np.ndarray) -> np.ndarray:
-    """Bin of values whose floor(log2|x|) is `exponent` (same clamping as the kernels)."""
-    return np.clip(exponent - HIST_EXP_MIN + 1, 0, HIST_BINS - 1)

@@ -255,7 +255,7 @@ def build_table(a: Sequence[Any], b: Sequence[Any] | None = None) -> Table:
                 raise InputError(
                     f"tensor {i}: shapes differ in diff_stats ({tuple(a[i].shape)} vs {tuple(b[i].shape)})")
             if db.device != da.device:
-                raise InputError(f"tensor {i}: a is on {_device_name(da.device)} but b on {_device_name(db.device)}")
+                raise InputError(f"tensor {i}: a is on {device_name(da.device)} but b on {device_name(db.device)}")
             b_ptrs[i], dtypes_b[i] = db.ptr, db.dtype
             b_objs.append(db.keepalive)
         devices[i] = code_of_device(da.device)
@@ -264,8 +264,6 @@ def build_table(a: Sequence[Any], b: Sequence[Any] | None = None) -> Table:
     return Table(a_ptrs, b_ptrs, numels, dtypes_a, dtypes_b, devices, source, a_objs, b_objs)
 
 
-def _device_name(device: Device) -> str:
+def device_name(device: Device) -> str:
     return "cpu" if device[0] == "cpu" else f"cuda:{device[1]}"
 
-
-device_name = _device_name

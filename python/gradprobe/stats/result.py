@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from ._layout import COUNT_FIELDS, FIELDS, HIST_BINS, hist_edges
+from ._layout import COUNT_FIELDS, FIELDS, hist_edges
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -48,10 +48,6 @@ class Stats:
             for i, name in enumerate(FIELDS)
         }
         return cls(**columns, hist=None if hist is None else hist.astype(np.int64, copy=False))
-
-    @classmethod
-    def empty(cls, n: int = 0, with_hist: bool = True) -> "Stats":
-        return cls.from_table(np.zeros((n, len(FIELDS))), np.zeros((n, HIST_BINS), np.int64) if with_hist else None)
 
     def table(self) -> np.ndarray:
         """The (n, len(FIELDS)) float64 table, in FIELDS order."""
