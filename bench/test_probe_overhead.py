@@ -35,7 +35,7 @@ def test_probe_overhead_on_minilm_finetuning(tmp_path, results):
         without += finetune.time_block(model, optimizer, data, STEPS)
         out = tmp_path / f"run{round_}"
         probe = gradprobe.Probe(model, optimizer, out_dir=out, config="default")
-        with_probe += finetune.time_block(model, optimizer, data, STEPS, after_step=lambda loss: probe.step(loss=loss))
+        with_probe += finetune.time_block(model, optimizer, data, STEPS, after_step=probe.step)
         probe.close()
         run = gradprobe.open_run(out)
         own_ms += run.scalars(["gradprobe/overhead_ms"]).value.tolist()[1:]

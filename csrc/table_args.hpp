@@ -5,28 +5,62 @@
 #include <pybind11/pybind11.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <string>
 #include <vector>
 
 #include "../kernels/work_plan.hpp"
+#include "cpu/stats_cpu.hpp"
+#include "cuda/cuda_engine.hpp"
 
 namespace gp::bind {
 
 namespace py = pybind11;
 
+// The native ABI, exported once: Python reads every constant from here (gradprobe.stats._layout)
+// instead of writing it again.
 inline void register_constants(py::module_& m) {
+#ifdef GRADPROBE_VERSION
+  m.attr("__version__") = GRADPROBE_VERSION;  // pyproject.toml's, passed by CMake
+#endif
   m.attr("HIST_BINS") = kHistBins;
   m.attr("HIST_EXP_MIN") = kHistExpMin;
   m.attr("HIST_EXP_MAX") = kHistExpMax;
   m.attr("NUM_FIELDS") = static_cast<int>(kNumFields);
-  m.attr("FIELDS") = py::make_tuple("numel", "finite", "l2", "l1", "min", "max", "mean", "std", "zeros",
-                                    "nans", "infs");
+  // In enum Field order (kernels/stats_math.hpp); the static_assert keeps the two in step.
+  static const char* const field_names[] = {"numel", "finite", "l2", "l1", "min", "max", "mean", "std", "zeros",
+                                            "nans", "infs"};
+  static_assert(sizeof(field_names) / sizeof(field_names[0]) == kNumFields, "one name per statistic field");
+  py::list fields;
+  for (const char* name : field_names) fields.append(name);
+  m.attr("FIELDS") = py::tuple(fields);
+  m.attr("COUNT_FIELDS") = py::make_tuple("numel", "finite", "zeros", "nans", "infs");
   py::dict dtypes;
   dtypes["float32"] = static_cast<int>(kF32);
   dtypes["float16"] = static_cast<int>(kF16);
   dtypes["bfloat16"] = static_cast<int>(kBF16);
   dtypes["float64"] = static_cast<int>(kF64);
   m.attr("DTYPE_CODES") = dtypes;
+  m.attr("CPU_CHUNK") = cpu::kChunk;
+  m.attr("GPU_CHUNK") = cuda::kChunk;
+  m.attr("PARTIAL_DOUBLES") = kPartialDoubles;
+  m.attr("COPY_A_TO_B") = kCopyAToB;
+  m.attr("NO_HIST_FOR_A") = kNoHistForA;
+  m.attr("ROW_OF_B") = kRowOfB;
+  // The TensorDesc layout, for mirrors that build descriptors in Python (the CuPy backend).
+  py::dict desc;
+  desc["a"] = py::make_tuple(offsetof(TensorDesc, a), sizeof(TensorDesc::a));
+  desc["b"] = py::make_tuple(offsetof(TensorDesc, b), sizeof(TensorDesc::b));
+  desc["numel"] = py::make_tuple(offsetof(TensorDesc, numel), sizeof(TensorDesc::numel));
+  desc["dtype_a"] = py::make_tuple(offsetof(TensorDesc, dtype_a), sizeof(TensorDesc::dtype_a));
+  desc["dtype_b"] = py::make_tuple(offsetof(TensorDesc, dtype_b), sizeof(TensorDesc::dtype_b));
+  desc["first_task"] = py::make_tuple(offsetof(TensorDesc, first_task), sizeof(TensorDesc::first_task));
+  desc["num_tasks"] = py::make_tuple(offsetof(TensorDesc, num_tasks), sizeof(TensorDesc::num_tasks));
+  desc["a_row"] = py::make_tuple(offsetof(TensorDesc, a_row), sizeof(TensorDesc::a_row));
+  desc["pair_flags"] = py::make_tuple(offsetof(TensorDesc, pair_flags), sizeof(TensorDesc::pair_flags));
+  m.attr("TENSOR_DESC_FIELDS") = desc;  // name -> (offset, size) in bytes, in declaration order
+  m.attr("TENSOR_DESC_SIZE") = sizeof(TensorDesc);
+  m.attr("TASK_SIZE") = sizeof(Task);
 }
 
 // The input table as the Python side builds it: five parallel 1-D arrays.

@@ -30,7 +30,7 @@ enum Field {
   kNumel = 0, kFinite, kL2, kL1, kMin, kMax, kMean, kStd, kZeros, kNans, kInfs, kNumFields
 };
 
-// Input dtype codes, shared with python/gradprobe/stats/_dtypes.py.
+// Input dtype codes, exported to Python by csrc/table_args.hpp (register_constants).
 enum DType { kF32 = 0, kF16 = 1, kBF16 = 2, kF64 = 3 };
 
 GP_HD double inf_value() { return 1.0 / 0.0; }

@@ -23,11 +23,13 @@ from typing import Any
 import torch
 import torch.optim.optimizer as torch_optimizer
 
+from .probe import Probe
+
 
 class AutoAttach:
     def __init__(self, out_dir: Path, config: Any, exist: str = "error") -> None:
         self.out_dir, self.config, self.exist = out_dir, config, exist
-        self.probe = None
+        self.probe: Probe | None = None
         self._roots: list[torch.nn.Module] = []
         self._depth = 0
         self._loss: torch.Tensor | None = None
@@ -66,8 +68,6 @@ class AutoAttach:
         model = max(self._roots, key=lambda m: sum(id(p) in params for p in m.parameters()), default=None)
         if model is None:
             return
-        from .probe import Probe
-
         self.probe = Probe(model, optimizer, out_dir=self.out_dir, config=self.config, exist=self.exist)
         self.probe._before_optimizer_step(optimizer, args, kwargs)  # its own hook was not there yet
 

@@ -22,7 +22,7 @@ def test_two_layer_bert_mlm_training_and_eval(tmp_path):
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     config = {"preset": "full", "token_ids": {"pad": 0, "unk": 100}}
     with Probe(model, opt, out_dir=tmp_path / "run", config=config) as probe:
-        for step in range(3):
+        for _ in range(3):
             ids = torch.randint(1, 120, (4, 16))
             ids[:, 12:] = 0  # padding
             out = model(input_ids=ids, attention_mask=(ids != 0).long(), labels=ids)

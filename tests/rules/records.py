@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from gradprobe.probe.consumer import ScalarRecord, StatsRecord
-from gradprobe.stats import HIST_BINS, HIST_EXP_MIN, Stats
+from gradprobe.records import ScalarRecord, StatsRecord
+from gradprobe.stats import FIELDS, HIST_BINS, HIST_EXP_MIN, Stats
 
 
 def stats_record(step: int, kind: str, rows: dict[str, dict], mode: str = "train",
@@ -13,7 +13,7 @@ def stats_record(step: int, kind: str, rows: dict[str, dict], mode: str = "train
     """rows: name -> {numel, l1, l2, mean, std, min, max, zeros, nans, infs, exponent (all values |x| ~ 2^e)}."""
     names = list(rows)
     n = len(names)
-    fields = ("numel", "finite", "l2", "l1", "min", "max", "mean", "std", "zeros", "nans", "infs")
+    fields = FIELDS
     table = np.zeros((n, len(fields)))
     hist = np.zeros((n, HIST_BINS), np.int64)
     for i, name in enumerate(names):

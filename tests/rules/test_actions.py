@@ -13,7 +13,7 @@ import torch
 
 from gradprobe import Probe, open_run
 from gradprobe.actions import Email, Log, StopTraining, Webhook
-from gradprobe.rules import check_run, findings_in_run
+from gradprobe.rules import Finding, RuleEngine, resolve
 from gradprobe.rules.nonfinite import NonFinite
 from gradprobe.rules.weights import AllZero
 
@@ -26,7 +26,7 @@ def zero_model():
 
 def loop(model, probe, opt, steps=5):
     done = 0
-    for step in range(steps):
+    for _ in range(steps):
         loss = model(torch.randn(4, 8)).pow(2).mean()
         loss.backward()
         opt.step()
@@ -153,7 +153,7 @@ def test_stop_training_ends_a_plain_loop_on_the_step_of_the_finding(tmp_path):
     with Probe(model, opt, out_dir=tmp_path / "run", rules=[NonFinite()],
                actions=[StopTraining(), Log()]) as probe:
         done = 0
-        for step in range(50):
+        for _ in range(50):
             model(torch.randn(4, 8)).pow(2).mean().backward()
             opt.step()
             opt.zero_grad()
@@ -173,10 +173,9 @@ def test_check_reproduces_live_findings(tmp_path):
     opt = torch.optim.SGD(model.parameters(), lr=10.0)  # AllZero, then divergence
     with Probe(model, opt, out_dir=tmp_path / "run", config="full", rules="all") as probe:
         loop(model, probe, opt, 30)
-    live = [(f.code, f.step, f.mode, f.tensors) for f in findings_in_run(tmp_path / "run")]
-    from gradprobe.rules import resolve
-
-    offline = [(f.code, f.step, f.mode, f.tensors) for f in check_run(tmp_path / "run", resolve("all"))]
+    run = open_run(tmp_path / "run")
+    live = [(f.code, f.step, f.mode, f.tensors) for f in map(Finding.from_event, run.events("finding"))]
+    offline = [(f.code, f.step, f.mode, f.tensors) for f in RuleEngine(resolve("all")).replay(run.records())]
     assert live and live == offline
 
 

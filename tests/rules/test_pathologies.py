@@ -47,7 +47,7 @@ def by_code(findings, code):
 def test_deep_sigmoid_mlp_with_tiny_init_vanishes(tmp_path):
     torch.manual_seed(0)
     layers = []
-    for i in range(10):
+    for _ in range(10):
         linear = torch.nn.Linear(16, 16)
         torch.nn.init.normal_(linear.weight, std=0.01)
         layers += [linear, torch.nn.Sigmoid()]

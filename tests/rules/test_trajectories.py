@@ -3,14 +3,13 @@ state_dict() round trips mid-trajectory give the same findings."""
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 
 import numpy as np
 import pytest
 
-from gradprobe.rules import (Severity, all_rules, default, find)
+from gradprobe.rules import Severity, all_rules, default, find
 from gradprobe.rules.activations import DeadUnits, SaturatedActivation
 from gradprobe.rules.classification import ClassImbalance, Confusion
 from gradprobe.rules.gradients import ExplodingGradient, LowPrecisionRange, VanishingGradient

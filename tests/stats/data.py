@@ -5,8 +5,6 @@ from __future__ import annotations
 import torch
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64]
-CPU_CHUNK = 1 << 18  # csrc/cpu/stats_cpu.hpp kChunk
-GPU_CHUNK = 1 << 17  # csrc/cuda/cuda_engine.hpp kChunk
 BLOCK = 512  # the CPU fast path's block
 
 

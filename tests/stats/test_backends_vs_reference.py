@@ -9,7 +9,7 @@ import torch
 import gradprobe
 from gradprobe import diff_stats, tensor_stats
 
-from .data import BLOCK, CPU_CHUNK, DTYPES, GPU_CHUNK, planted, shapes_for
+from .data import BLOCK, CPU_CHUNK, DTYPES, planted, shapes_for
 from .oracle import assert_stats_close, reference
 
 DTYPE_IDS = [str(d).replace("torch.", "") for d in DTYPES]

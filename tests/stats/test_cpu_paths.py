@@ -3,12 +3,12 @@ avx512 (float lanes, table histogram: e.g. Skylake-SP) and avx512-vbmi (vector h
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
 from gradprobe import StatsComputer, _core, diff_stats, tensor_stats
 from gradprobe.stats.inputs import build_table
+from gradprobe.stats.post_step import PostStepTable
 
 from .data import BLOCK, CPU_CHUNK, DTYPES, planted
 from .oracle import assert_stats_close, reference
@@ -40,9 +40,9 @@ def test_each_path_pairs_and_fused_pass(cpu_path, rng_seed):
     after = [torch.randn(n, generator=g) * 0.05 for n in (1000, 100_000, 300_001)]
     before = [a - 1e-4 * torch.randn(a.shape, generator=g) for a in after]
     assert_stats_close(diff_stats(after, before, backend="cpu"), reference(after, before), cpu_path, pair=True)
-    table = build_table(after, [b.clone() for b in before])
-    table.a_rows, table.copy = np.arange(3, 6), np.full(3, 4)  # row of b, no copy
-    got = StatsComputer().launch_table(table, histogram=True, backend="cpu").result()
+    table = PostStepTable(build_table(after, [b.clone() for b in before]), build_table([]), refresh_snapshot=False,
+                          snapshot_histogram=True)
+    got = StatsComputer().launch_post_step(table, histogram=True).result()
     assert_stats_close(got.take(range(3, 6)), reference(before), f"{cpu_path} rows of b")
 
 

@@ -1,8 +1,9 @@
 """Actions: what happens when a rule finds something."""
 
-from .base import Action
+from .base import Action, ActionContext
 from .basic import Log, StopTraining
 from .email import Email
+from .runner import ActionRunner
 from .webhook import Webhook
 
-__all__ = ["Action", "Email", "Log", "StopTraining", "Webhook"]
+__all__ = ["Action", "ActionContext", "ActionRunner", "Email", "Log", "StopTraining", "Webhook"]

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from ..rules.base import Finding, Severity
+from ..rules import Finding, Severity
+
+
+@dataclass(frozen=True)
+class ActionContext:
+    """What an action may use besides the finding: where the run is, and a way to stop training."""
+
+    run_dir: Path | None = None
+    request_stop: Callable[[str], None] = lambda reason: None
 
 
 @dataclass
@@ -29,5 +39,5 @@ class Action:
         """Where the action goes, with no secret in it (written to events.jsonl)."""
         return self.name
 
-    def run(self, finding: Finding, context: dict) -> None:
+    def run(self, finding: Finding, context: ActionContext) -> None:
         raise NotImplementedError

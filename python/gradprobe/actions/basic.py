@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from ..rules.base import Finding, Severity
-from .base import Action
+from ..rules import Finding, Severity
+from .base import Action, ActionContext
 
 
 @dataclass
@@ -18,9 +18,8 @@ class StopTraining(Action):
     cooldown_seconds: float = 0.0
     inline: bool = field(default=True, init=False)
 
-    def run(self, finding: Finding, context: dict) -> None:
-        engine = context["engine"]
-        engine.request_stop(f"[{finding.code}] {finding.message}")
+    def run(self, finding: Finding, context: ActionContext) -> None:
+        context.request_stop(f"[{finding.code}] {finding.message}")
 
 
 @dataclass
@@ -31,7 +30,7 @@ class Log(Action):
     cooldown_seconds: float = 0.0
     inline: bool = field(default=True, init=False)
 
-    def run(self, finding: Finding, context: dict) -> None:
+    def run(self, finding: Finding, context: ActionContext) -> None:
         level = {Severity.INFO: logging.INFO, Severity.WARNING: logging.WARNING,
                  Severity.ERROR: logging.ERROR, Severity.CRITICAL: logging.CRITICAL}[finding.severity]
         logging.getLogger(self.logger).log(level, "step %d (%s) [%s %s] %s", finding.step, finding.mode,

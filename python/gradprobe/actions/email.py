@@ -8,8 +8,8 @@ import ssl
 from dataclasses import dataclass
 from email.message import EmailMessage
 
-from ..rules.base import Finding
-from .base import Action
+from ..rules import Finding
+from .base import Action, ActionContext
 
 
 @dataclass
@@ -37,22 +37,22 @@ class Email(Action):
     def describe(self) -> str:
         return f"Email to {', '.join(self.to)} via {self.host}:{self.port}"
 
-    def run(self, finding: Finding, context: dict) -> None:
+    def run(self, finding: Finding, context: ActionContext) -> None:
         message = EmailMessage()
         message["Subject"] = f"[gradprobe] {finding.severity.name} {finding.code} {finding.rule} at step {finding.step}"
         message["From"] = self.sender
         message["To"] = ", ".join(self.to)
-        run = context.get("run", "")
-        message.set_content(f"{finding.message}\n\nrun: {run}\nstep: {finding.step} ({finding.mode})\n"
+        message.set_content(f"{finding.message}\n\nrun: {context.run_dir or ''}\n"
+                            f"step: {finding.step} ({finding.mode})\n"
                             f"tensors: {', '.join(finding.tensors) or '-'}\nevidence: {dict(finding.evidence)}\n")
-        context = ssl.create_default_context(cafile=self.ca_file)
+        tls = ssl.create_default_context(cafile=self.ca_file)
         if self.security == "ssl":
-            smtp = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout_seconds, context=context)
+            smtp = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout_seconds, context=tls)
         else:
             smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout_seconds)
         with smtp:
             if self.security == "starttls":
-                smtp.starttls(context=context)
+                smtp.starttls(context=tls)
             if self.username_env:
                 smtp.login(os.environ[self.username_env], os.environ.get(self.password_env or "", ""))
             smtp.send_message(message)

@@ -5,23 +5,34 @@ is already in events.jsonl before any action runs, so nothing is lost."""
 from __future__ import annotations
 
 import queue
+import re
 import threading
 import time
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from ..rules.base import Finding
+from ..rules import Finding
+from .base import Action, ActionContext
 
 
 class ActionRunner:
-    def __init__(self, actions: list, record_event: Callable[[dict], None], engine: Any,
-                 backoff_seconds: float = 0.5) -> None:
-        self.actions = actions
+    """Takes each finding (RuleEngine's on_finding) to the actions that want it.
+
+    Inline actions (Log, StopTraining) run at once on the caller's thread; the others on one
+    worker thread, through a queue of at most `max_queued` findings: past that, findings are
+    skipped for the queued actions and counted (`action_skipped` events, reason "queue full");
+    they are in events.jsonl already.
+    """
+
+    def __init__(self, actions: Sequence[Action], record_event: Callable[[dict[str, Any]], None],
+                 context: ActionContext, backoff_seconds: float = 0.5, max_queued: int = 1000) -> None:
+        self.actions = list(actions)
         self._record_event = record_event
-        self._engine = engine
+        self._context = context
         self._backoff = backoff_seconds
         self._last_run: dict[tuple[str, str], float] = {}
-        self._queue: queue.Queue = queue.Queue()
+        self._queue: queue.Queue[tuple[Action, Finding] | None] = queue.Queue(maxsize=max_queued)
         self._thread: threading.Thread | None = None
         self.failures = 0
 
@@ -38,13 +49,20 @@ class ActionRunner:
             self._last_run[key] = now
             if action.inline:
                 self._execute(action, finding)
-            else:
-                self._ensure_thread()
-                self._queue.put((action, finding))
+                continue
+            self._ensure_thread()
+            try:
+                self._queue.put_nowait((action, finding))
+            except queue.Full:
+                self._record_event({"type": "action_skipped", "action": action.describe(), "code": finding.code,
+                                    "step": finding.step, "reason": "queue full"})
 
     def close(self, timeout: float = 30.0) -> None:
         if self._thread is not None:
-            self._queue.put(None)
+            try:
+                self._queue.put(None, timeout=timeout)
+            except queue.Full:
+                return  # the worker is stuck in an action; it is a daemon thread
             self._thread.join(timeout)
 
     def _ensure_thread(self) -> None:
@@ -59,12 +77,12 @@ class ActionRunner:
                 return
             self._execute(*item)
 
-    def _execute(self, action, finding: Finding) -> None:
-        context = {"engine": self._engine, "run": getattr(self._engine.probe, "out_dir", "")}
+    def _execute(self, action: Action, finding: Finding) -> None:
         attempts = max(1, action.retries) if not action.inline else 1
+        last: Exception | None = None
         for attempt in range(attempts):
             try:
-                action.run(finding, context)
+                action.run(finding, self._context)
                 self._record_event({"type": "action", "action": action.describe(), "code": finding.code,
                                     "step": finding.step, "attempt": attempt + 1})
                 return
@@ -81,6 +99,4 @@ class ActionRunner:
 
 def _redact(text: str) -> str:
     """Error texts can quote URLs; keep scheme and host only."""
-    import re
-
     return re.sub(r"(https?://[^/\s]+)[^\s'\"]*", r"\1/...", text)[:300]

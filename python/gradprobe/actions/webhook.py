@@ -8,8 +8,8 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 
-from ..rules.base import Finding
-from .base import Action
+from ..rules import Finding
+from .base import Action, ActionContext
 
 
 @dataclass
@@ -37,13 +37,13 @@ class Webhook(Action):
         where = f"{parts.scheme}://{parts.hostname}" if parts else f"${self.url_env}"
         return f"Webhook {self.template} to {where}"  # never the path or query: they carry tokens
 
-    def body(self, finding: Finding, context: dict) -> dict:
+    def body(self, finding: Finding, context: ActionContext) -> dict[str, object]:
         if self.template == "slack":
             return {"text": f":rotating_light: *{finding.severity.name}* `{finding.code}` {finding.rule} at step "
                             f"{finding.step} ({finding.mode}): {finding.message}"}
-        return {"run": str(context.get("run", "")), **finding.to_event()}
+        return {"run": str(context.run_dir or ""), **finding.to_event()}
 
-    def run(self, finding: Finding, context: dict) -> None:
+    def run(self, finding: Finding, context: ActionContext) -> None:
         data = json.dumps(self.body(finding, context)).encode()
         headers = {"Content-Type": "application/json", **{k: os.environ[v] for k, v in self.header_env.items()}}
         request = urllib.request.Request(self._url(), data=data, headers=headers, method="POST")

@@ -43,7 +43,8 @@ def export_tensorboard(run_path: str | Path, out_dir: str | Path | None = None,
                     f"{kind}_abs_exponent/{row.tensor}", min=float(finite_edges[np.argmax(counts[i] > 0)]),
                     max=float(finite_edges[len(counts[i]) - np.argmax(counts[i][::-1] > 0)]), num=int(total),
                     sum=float((counts[i] * centers).sum()), sum_squares=float((counts[i] * centers**2).sum()),
-                    bucket_limits=finite_edges[1:].tolist(), bucket_counts=counts[i].tolist(), global_step=int(row.step))
+                    bucket_limits=finite_edges[1:].tolist(), bucket_counts=counts[i].tolist(),
+                    global_step=int(row.step))
     finally:
         writer.close()
     return out

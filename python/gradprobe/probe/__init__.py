@@ -1,7 +1,8 @@
 """The probe: capture during training into a run directory."""
 
-from .config import Collection, ProbeConfig, StoreConfig, builtin_collections
-from .consumer import Observer, ScalarRecord, StatsRecord
+from ..records import Observer, ScalarRecord, StatsRecord
+from ..store import StoreConfig
+from .config import Collection, ProbeConfig, builtin_collections
 from .probe import Probe
 from .schedule import Schedule
 

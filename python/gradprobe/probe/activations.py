@@ -12,7 +12,8 @@ Linear's output) is seen after the change.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 

@@ -6,7 +6,8 @@ the original; its gradients are then taken in the optimizer hook, after clipping
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 

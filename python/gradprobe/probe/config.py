@@ -5,10 +5,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
+from ..store.config import StoreConfig
 from .schedule import Schedule
 
 # What a collection measures. Tensor kinds go through the fused kernels; the others are scalars/counts.
@@ -84,15 +86,6 @@ def builtin_collections(preset: str) -> tuple[Collection, ...]:
 
 
 @dataclass(frozen=True)
-class StoreConfig:
-    """How the run directory is written."""
-
-    flush_seconds: float = 5.0  # a closed part at least this often: readers see data while training runs
-    flush_rows: int = 50_000
-    max_pending_rows: int = 2_000_000  # rows kept in memory while the disk refuses writes
-
-
-@dataclass(frozen=True)
 class ProbeConfig:
     collections: tuple[Collection, ...] = field(default_factory=lambda: builtin_collections("default"))
     store: StoreConfig = field(default_factory=StoreConfig)
@@ -102,16 +95,23 @@ class ProbeConfig:
     backend: str | None = None  # statistics backend; None picks per device
     cpu_threads: int = 0
     preset: str = "default"
+    # The consumer queue between the training thread and the consumer thread (probe/consumer.py):
+    # at most this many items; when full, the training thread waits at most max_queue_wait_seconds
+    # once per stall, then drops items (released unread, counted in meta.json's "dropped").
+    max_queued_items: int = 1024
+    max_queue_wait_seconds: float = 0.01
 
     @classmethod
-    def from_preset(cls, name: str) -> "ProbeConfig":
+    def from_preset(cls, name: str) -> ProbeConfig:
         return cls(collections=builtin_collections(name), preset=name)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "ProbeConfig":
+    def from_dict(cls, data: Mapping[str, Any]) -> ProbeConfig:
         """Keys: preset, collections ({name: {kind, include, exclude, schedule | schedules, histogram,
-        enabled}}), store, activation_modules, token_ids, backend, cpu_threads."""
-        known = {"preset", "collections", "store", "activation_modules", "token_ids", "backend", "cpu_threads"}
+        enabled}}), store, activation_modules, token_ids, backend, cpu_threads, max_queued_items,
+        max_queue_wait_seconds."""
+        known = {"preset", "collections", "store", "activation_modules", "token_ids", "backend", "cpu_threads",
+                 "max_queued_items", "max_queue_wait_seconds"}
         _reject_unknown(data, known, "config")
         preset = data.get("preset", "default")
         collections = {c.name: c for c in builtin_collections(preset)}
@@ -148,10 +148,12 @@ class ProbeConfig:
             backend=data.get("backend"),
             cpu_threads=int(data.get("cpu_threads", 0)),
             preset=preset,
+            max_queued_items=int(data.get("max_queued_items", 1024)),
+            max_queue_wait_seconds=float(data.get("max_queue_wait_seconds", 0.01)),
         )
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "ProbeConfig":
+    def from_file(cls, path: str | Path) -> ProbeConfig:
         """A YAML (.yaml/.yml) or JSON file with the keys of from_dict."""
         path = Path(path)
         text = path.read_text()
@@ -180,10 +182,12 @@ class ProbeConfig:
             "token_ids": dict(self.token_ids),
             "backend": self.backend,
             "cpu_threads": self.cpu_threads,
+            "max_queued_items": self.max_queued_items,
+            "max_queue_wait_seconds": self.max_queue_wait_seconds,
         }
 
 
-def resolve_config(config: "ProbeConfig | str | Path | Mapping[str, Any] | None") -> ProbeConfig:
+def resolve_config(config: ProbeConfig | str | Path | Mapping[str, Any] | None) -> ProbeConfig:
     """A ProbeConfig from what users pass: None (default preset), a preset name, a file, a mapping."""
     if config is None:
         return ProbeConfig()

@@ -3,6 +3,12 @@
 The training thread only enqueues (launched statistics, scalar tensors, counts). This thread
 waits for results (blocking itself, never the training stream), writes Arrow batches to the
 store and calls the observers (the rules engine). A failing observer is reported, never raised.
+
+Bounded memory: the queue holds at most `max_items` items. When it is full (a stalled disk, a
+slow rule), `put` waits at most `max_wait_seconds` for room, once per stall; while the queue stays
+full after that, items are dropped at once (their launches released unread) and counted in
+`dropped`, per kind, until the queue has drained to half. Training is never blocked for longer
+than `max_wait_seconds` per stall, and memory never grows past the bound.
 """
 
 from __future__ import annotations
@@ -13,41 +19,17 @@ import threading
 import time
 import traceback
 import warnings
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Union
 
 import numpy as np
 import pyarrow as pa
 
-from ..stats import PendingStats, Stats
+from ..records import InputRecord, Observer, PredictionRecord, ScalarRecord, StatsRecord
+from ..stats import COUNT_FIELDS, PendingStats, Stats
 from ..store.schema import SCHEMAS, STAT_COLUMNS, compact_hist
-
-
-@dataclass(frozen=True)
-class StatsRecord:
-    """One step's statistics of one kind: every named tensor, present or not (absent rows are NaN)."""
-
-    step: int
-    mode: str
-    kind: str
-    names: Sequence[str]
-    present: np.ndarray
-    stats: Stats  # full length: one row per name
-    ratio: np.ndarray | None = None  # updates: |w_after - w_before| / |w_after|
-
-
-@dataclass(frozen=True)
-class ScalarRecord:
-    step: int
-    mode: str
-    values: dict[str, float]
-    time: float
-
-
-class Observer(Protocol):
-    def on_stats(self, record: StatsRecord) -> None: ...
-
-    def on_scalars(self, record: ScalarRecord) -> None: ...
 
 
 @dataclass
@@ -72,6 +54,7 @@ class ScalarItem:
     values: dict[str, Any]  # floats or (CPU or pinned-copy) tensors
     ready: Any = None  # a CUDA event for the copies, when on a GPU
     time: float = field(default_factory=time.time)
+    kind: str = "scalars"
 
 
 @dataclass
@@ -81,6 +64,7 @@ class InputItem:
     input: str
     counts: dict[str, Any]
     total: int
+    kind: str = "inputs"
 
 
 @dataclass
@@ -89,14 +73,18 @@ class PredictionItem:
     mode: str
     labels: np.ndarray
     predictions: np.ndarray
+    kind: str = "predictions"
+
+
+Item = Union[StatsItem, ScalarItem, InputItem, PredictionItem]
+_STOP = object()
 
 
 def expand(stats: Stats | None, result_rows: np.ndarray) -> Stats:
     """One row per name: absent names get NaN moments and zero counts."""
     n = len(result_rows)
     table = np.full((n, len(STAT_COLUMNS)), np.nan)
-    count_columns = [i for i, c in enumerate(STAT_COLUMNS) if c in ("numel", "finite", "zeros", "nans", "infs")]
-    table[:, count_columns] = 0
+    table[:, [i for i, c in enumerate(STAT_COLUMNS) if c in COUNT_FIELDS]] = 0
     hist = None
     present = result_rows >= 0
     if stats is not None and present.any():
@@ -108,37 +96,60 @@ def expand(stats: Stats | None, result_rows: np.ndarray) -> Stats:
 
 
 class Consumer:
-    def __init__(self, write: Callable[[str, pa.RecordBatch], None], observers: list[Observer]) -> None:
+    def __init__(self, write: Callable[[str, pa.RecordBatch], None], observers: list[Observer], *,
+                 max_items: int = 1024, max_wait_seconds: float = 0.01) -> None:
         self._write = write
         self.observers = observers
-        self._queue: queue.Queue = queue.Queue()
+        self.max_wait_seconds = max_wait_seconds
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(2, max_items))
+        self._dropping = False
         self._closed = False
         self.errors = 0
+        self.dropped: Counter[str] = Counter()  # items dropped because the queue was full, per kind
         self._thread = threading.Thread(target=self._run, name="gradprobe-consumer", daemon=True)
         self._thread.start()
 
-    def put(self, item: Any) -> None:
-        if not self._closed:
-            self._queue.put(item)
+    def put(self, item: Item) -> None:
+        """Enqueues an item; never waits longer than max_wait_seconds (see the module docstring)."""
+        if self._closed:
+            _discard(item)
+            return
+        if self._dropping and self._queue.qsize() <= self._queue.maxsize // 2:
+            self._dropping = False
+        try:
+            if self._dropping:
+                self._queue.put_nowait(item)
+            else:
+                self._queue.put(item, timeout=self.max_wait_seconds)
+            return
+        except queue.Full:
+            pass
+        self._dropping = True
+        self.dropped[getattr(item, "kind", type(item).__name__)] += 1
+        _discard(item)
 
     def drain(self, timeout: float = 120.0) -> bool:
-        """Waits until everything enqueued so far is processed."""
+        """Waits until everything enqueued so far is processed (False when that took over `timeout`)."""
         done = threading.Event()
-        self._queue.put(done)
+        try:
+            self._queue.put(done, timeout=timeout)
+        except queue.Full:
+            return False
         return done.wait(timeout)
 
     def close(self, timeout: float = 120.0) -> None:
         if self._closed:
             return
-        self.drain(timeout)
+        drained = self.drain(timeout)
         self._closed = True
-        self._queue.put(None)
-        self._thread.join(timeout)
+        if drained:
+            self._queue.put(_STOP)
+            self._thread.join(timeout)
 
     def _run(self) -> None:
         while True:
             item = self._queue.get()
-            if item is None:
+            if item is _STOP:
                 return
             if isinstance(item, threading.Event):
                 item.set()
@@ -151,8 +162,11 @@ class Consumer:
                     warnings.warn(f"gradprobe: a step could not be recorded:\n{traceback.format_exc()}",
                                   RuntimeWarning, stacklevel=2)
 
-    def _handle(self, item: Any) -> None:
+    def _handle(self, item: Item) -> None:
         if isinstance(item, StatsItem):
+            if item.pending is not None and item.pending.discarded:  # its launch was shared with a dropped item
+                self.dropped[item.kind] += 1
+                return
             result = item.pending.result() if item.pending is not None else None
             stats = expand(result, item.result_rows)
             if not item.histogram:
@@ -163,8 +177,8 @@ class Consumer:
                 with np.errstate(invalid="ignore", divide="ignore"):
                     ratio = stats.l2 / weight_l2
             self._write("stats", stats_batch(item, stats, ratio))
-            record = StatsRecord(item.step, item.mode, item.kind, item.names, item.result_rows >= 0, stats, ratio)
-            self._notify("on_stats", record)
+            self._notify("on_stats", StatsRecord(item.step, item.mode, item.kind, item.names,
+                                                 item.result_rows >= 0, stats, ratio))
         elif isinstance(item, ScalarItem):
             if item.ready is not None:
                 item.ready.synchronize()
@@ -177,21 +191,27 @@ class Consumer:
                 {"step": [item.step] * len(counts), "mode": [item.mode] * len(counts),
                  "input": [item.input] * len(counts), "token": list(counts), "count": list(counts.values()),
                  "total": [item.total] * len(counts)}, schema=SCHEMAS["inputs"]))
-            self._notify("on_inputs", item.step, item.mode, counts, item.total)
-        elif isinstance(item, PredictionItem):
-            self._notify("on_predictions", item.step, item.mode, item.labels, item.predictions)
+            self._notify("on_inputs", InputRecord(item.step, item.mode, counts, item.total))
+        else:
+            self._notify("on_predictions", PredictionRecord(item.step, item.mode, item.labels, item.predictions))
 
-    def _notify(self, method: str, *args: Any) -> None:
+    def _notify(self, method: str, record: Any) -> None:
         for observer in list(self.observers):
             if not hasattr(observer, method):
                 continue
             try:
-                getattr(observer, method)(*args)
+                getattr(observer, method)(record)
             except Exception:
                 self.errors += 1
                 if self.errors <= 3:
                     warnings.warn(f"gradprobe: observer {type(observer).__name__} failed:\n{traceback.format_exc()}",
                                   RuntimeWarning, stacklevel=2)
+
+
+def _discard(item: Item) -> None:
+    """Frees what a dropped item holds (a launch's result slot), without reading it."""
+    if isinstance(item, StatsItem) and item.pending is not None:
+        item.pending.discard()
 
 
 def stats_batch(item: StatsItem, stats: Stats, ratio: np.ndarray | None) -> pa.RecordBatch:

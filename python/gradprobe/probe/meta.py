@@ -9,12 +9,17 @@ import sys
 import time
 from typing import Any
 
+import psutil
 import torch
 
+from .._version import __version__
+from ..records import ModelFacts
 from ..store.schema import SCHEMA_VERSION
 
+ParameterGroups = list[tuple[str, torch.nn.Parameter, list[str]]]
 
-def parameter_groups(model: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter, list[str]]]:
+
+def parameter_groups(model: torch.nn.Module) -> ParameterGroups:
     """(canonical name, parameter, all names) with tied or shared parameters listed once."""
     by_id: dict[int, tuple[str, torch.nn.Parameter, list[str]]] = {}
     for name, param in model.named_parameters(remove_duplicate=False):
@@ -26,6 +31,12 @@ def parameter_groups(model: torch.nn.Module) -> list[tuple[str, torch.nn.Paramet
     return list(by_id.values())
 
 
+def model_facts(model: torch.nn.Module, groups: ParameterGroups) -> ModelFacts:
+    """Parameter shapes and module class names, for the rules that need them."""
+    return ModelFacts({name: tuple(p.shape) for name, p, _ in groups},
+                      {name: type(m).__name__ for name, m in model.named_modules() if name})
+
+
 def model_structure(model: torch.nn.Module) -> list[dict[str, Any]]:
     return [{"name": name or "model", "type": type(m).__name__, "module": type(m).__module__,
              "parameters": sum(p.numel() for p in m.parameters(recurse=False))}
@@ -35,20 +46,13 @@ def model_structure(model: torch.nn.Module) -> list[dict[str, Any]]:
 def hardware() -> dict[str, Any]:
     info: dict[str, Any] = {"host": socket.gethostname(), "platform": platform.platform(),
                             "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count()}
-    try:
-        import psutil
-
-        info["memory_bytes"] = psutil.virtual_memory().total
-    except ImportError:  # pragma: no cover
-        pass
+    info["memory_bytes"] = psutil.virtual_memory().total
     if torch.cuda.is_available():
         info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     return info
 
 
 def versions() -> dict[str, str]:
-    from .. import __version__
-
     found = {"gradprobe": __version__, "python": sys.version.split()[0], "torch": torch.__version__}
     for name in ("numpy", "pyarrow", "transformers"):
         module = sys.modules.get(name)
@@ -57,7 +61,13 @@ def versions() -> dict[str, str]:
     return found
 
 
-def build_meta(model: torch.nn.Module, groups: list[tuple[str, torch.nn.Parameter, list[str]]],
+def parameter_records(groups: ParameterGroups) -> list[dict[str, Any]]:
+    """meta.json's `parameters`: name, shape, dtype, trainable, aliases (tied names)."""
+    return [{"name": name, "shape": list(p.shape), "dtype": str(p.dtype).replace("torch.", ""),
+             "requires_grad": p.requires_grad, "aliases": names[1:]} for name, p, names in groups]
+
+
+def build_meta(model: torch.nn.Module, groups: ParameterGroups,
                config: dict[str, Any], rank: int, world_size: int) -> dict[str, Any]:
     return {
         "schema_version": SCHEMA_VERSION,
@@ -67,8 +77,7 @@ def build_meta(model: torch.nn.Module, groups: list[tuple[str, torch.nn.Paramete
         "rank": rank,
         "world_size": world_size,
         "model": {"type": type(model).__name__, "modules": model_structure(model)},
-        "parameters": [{"name": name, "shape": list(p.shape), "dtype": str(p.dtype).replace("torch.", ""),
-                        "requires_grad": p.requires_grad, "aliases": names[1:]} for name, p, names in groups],
+        "parameters": parameter_records(groups),
         "aliases": {alias: name for name, _, names in groups for alias in names[1:]},
         "config": config,
         "versions": versions(),

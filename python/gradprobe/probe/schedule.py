@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -39,11 +40,11 @@ class Schedule:
         return any(start <= step <= stop for start, stop in self.ranges)
 
     @classmethod
-    def never(cls) -> "Schedule":
+    def never(cls) -> Schedule:
         return cls(every=0)
 
     @classmethod
-    def from_value(cls, value: Any) -> "Schedule":
+    def from_value(cls, value: Any) -> Schedule:
         """From a config value: an int (every N), a list of steps, or a mapping of the fields."""
         if isinstance(value, Schedule):
             return value

@@ -7,8 +7,8 @@ current data pointers (of the parameters or of their .grad) and the layout again
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import numpy as np
 
-from ..probe.consumer import StatsRecord
+from ..records import StatsRecord
 from ..stats._layout import HIST_EXP_MIN
 from .base import Finding, Rule, per_row
 from .gradients import _describe

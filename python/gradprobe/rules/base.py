@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 
-from ..probe.consumer import ScalarRecord, StatsRecord
+from ..records import ScalarRecord, StatsRecord
 
 
 class Severity(enum.IntEnum):
@@ -25,14 +26,15 @@ class Severity(enum.IntEnum):
     CRITICAL = 40
 
     @classmethod
-    def parse(cls, value: "Severity | str | int") -> "Severity":
+    def parse(cls, value: Severity | str | int) -> Severity:
         if isinstance(value, Severity):
             return value
         if isinstance(value, str):
             try:
                 return cls[value.upper()]
             except KeyError:
-                raise ValueError(f"unknown severity {value!r} (known: {', '.join(s.name.lower() for s in cls)})") from None
+                known = ", ".join(s.name.lower() for s in cls)
+                raise ValueError(f"unknown severity {value!r} (known: {known})") from None
         return cls(value)
 
 
@@ -58,7 +60,7 @@ class Finding:
                 "evidence": {k: float(v) for k, v in self.evidence.items()}}
 
     @classmethod
-    def from_event(cls, event: Mapping[str, Any]) -> "Finding":
+    def from_event(cls, event: Mapping[str, Any]) -> Finding:
         return cls(code=event["code"], rule=event["rule"], severity=Severity.parse(event["severity"]),
                    step=int(event["step"]), mode=event["mode"], message=event["message"],
                    tensors=tuple(event.get("tensors", ())), evidence=dict(event.get("evidence", {})))

@@ -86,5 +86,6 @@ class Confusion(Rule):
             i, j = np.unravel_index(np.argmax(off), off.shape)
             return [self.finding(step, mode, f"confusion: class {classes[i]} predicted as {classes[j]} "
                                              f"{100 * off[i, j]:.0f}% of the time (diagonal min {diag.min():.2f})",
-                                 (classes[i], classes[j]), off_diagonal=float(off[i, j]), diagonal_min=float(diag.min()))]
+                                 (classes[i], classes[j]), off_diagonal=float(off[i, j]),
+                                 diagonal_min=float(diag.min()))]
         return []

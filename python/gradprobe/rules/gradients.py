@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..probe.consumer import ScalarRecord, StatsRecord
+from ..records import ScalarRecord, StatsRecord
 from ..stats._layout import HIST_EXP_MIN
 from .base import Finding, Rule, Severity, per_row
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import numpy as np
 
-from ..probe.consumer import ScalarRecord, StatsRecord
+from ..records import ScalarRecord, StatsRecord
 from ..stats._layout import hist_edges
 from .base import Finding, Rule, Severity, per_row
 from .gradients import _describe

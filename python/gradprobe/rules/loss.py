@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..probe.consumer import ScalarRecord
+from ..records import ScalarRecord
 from .base import Finding, Rule, Severity
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..probe.consumer import ScalarRecord, StatsRecord
+from ..records import ScalarRecord, StatsRecord
 from .base import Finding, Rule, Severity, per_row
 
 

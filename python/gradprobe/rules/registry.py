@@ -58,7 +58,7 @@ def default() -> list[Rule]:
             LossNotDecreasing(num_steps=25), StalledTraining()]
 
 
-def resolve(spec: "str | list | None") -> list[Rule]:
+def resolve(spec: str | list | None) -> list[Rule]:
     """Rules from a CLI/config value: 'default', 'all', or a comma-separated list of codes or names."""
     if spec is None or spec == "default":
         return default()

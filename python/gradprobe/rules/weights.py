@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..probe.consumer import StatsRecord
+from ..records import StatsRecord
 from .base import Finding, Rule, Severity, per_row
 from .gradients import _describe
 
@@ -34,16 +34,18 @@ class WeightUpdateRatio(Rule):
         found = []
         rows = per_row(record)
         ratio = record.ratio[rows]
-        for label, mask, bound in (("large", ratio > self.large, self.large), ("small", ratio < self.small, self.small)):
-            names = [record.names[i] for i in rows[mask & np.isfinite(ratio)] if (label, record.names[i]) not in self._reported]
+        bounds = (("large", ratio > self.large, self.large), ("small", ratio < self.small, self.small))
+        for label, mask, bound in bounds:
+            names = [record.names[i] for i in rows[mask & np.isfinite(ratio)]
+                     if (label, record.names[i]) not in self._reported]
             for name in names:
                 self._reported[(label, name)] = record.step
             if names:
-                values = ratio[mask & np.isfinite(ratio)]
+                example = float(ratio[mask & np.isfinite(ratio)][0])
+                sign = ">" if label == "large" else "<"
                 found.append(self.finding(record.step, record.mode,
                                           f"update/weight ratio too {label} for {_describe(names)} "
-                                          f"({'>' if label == 'large' else '<'} {bound:g}; e.g. {float(values[0]):.3g})",
-                                          names, ratio=float(values[0])))
+                                          f"({sign} {bound:g}; e.g. {example:.3g})", names, ratio=example))
         return found
 
     def state_dict(self):
@@ -74,7 +76,8 @@ class AllZero(Rule):
         if record.kind not in self.kinds:
             return []
         rows = per_row(record)
-        zero = rows[(record.stats.zeros[rows] == record.stats.numel[rows]) & (record.stats.numel[rows] >= self.min_numel)]
+        stats = record.stats
+        zero = rows[(stats.zeros[rows] == stats.numel[rows]) & (stats.numel[rows] >= self.min_numel)]
         names = [record.names[i] for i in zero if f"{record.kind}:{record.names[i]}" not in self._reported
                  and not (record.kind == "weight" and record.names[i].endswith("bias"))]
         if not names:

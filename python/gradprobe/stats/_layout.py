@@ -1,22 +1,32 @@
-"""Constants shared with the native core: output fields, histogram bins, dtype codes."""
+"""The native core's ABI as Python sees it: every constant is read from gradprobe._core, which
+exports it from the C++ headers (csrc/table_args.hpp, register_constants); nothing is written twice."""
 
 from __future__ import annotations
 
 import numpy as np
 
-FIELDS: tuple[str, ...] = ("numel", "finite", "l2", "l1", "min", "max", "mean", "std", "zeros", "nans", "infs")
-COUNT_FIELDS: frozenset[str] = frozenset({"numel", "finite", "zeros", "nans", "infs"})
+from .. import _core
 
-HIST_EXP_MIN = -64
-HIST_EXP_MAX = 64
-HIST_BINS = HIST_EXP_MAX - HIST_EXP_MIN + 2
+FIELDS: tuple[str, ...] = tuple(_core.FIELDS)
+COUNT_FIELDS: frozenset[str] = frozenset(_core.COUNT_FIELDS)
+
+HIST_EXP_MIN: int = _core.HIST_EXP_MIN
+HIST_EXP_MAX: int = _core.HIST_EXP_MAX
+HIST_BINS: int = _core.HIST_BINS
 
 # Input dtype codes (kernels/stats_math.hpp, enum DType).
-DTYPE_CODES: dict[str, int] = {"float32": 0, "float16": 1, "bfloat16": 2, "float64": 3}
+DTYPE_CODES: dict[str, int] = dict(_core.DTYPE_CODES)
+
+# Pair flags of the CPU-only fused post-step pass (kernels/work_plan.hpp).
+COPY_A_TO_B: int = _core.COPY_A_TO_B
+NO_HIST_FOR_A: int = _core.NO_HIST_FOR_A
+ROW_OF_B: int = _core.ROW_OF_B
+
+CPU_CHUNK: int = _core.CPU_CHUNK
+GPU_CHUNK: int = _core.GPU_CHUNK
 
 
 def hist_edges() -> np.ndarray:
     """Bin edges: 0, 2^HIST_EXP_MIN, ..., 2^HIST_EXP_MAX, +inf (HIST_BINS + 1 values)."""
     powers = np.ldexp(1.0, np.arange(HIST_EXP_MIN, HIST_EXP_MAX + 1))
     return np.concatenate(([0.0], powers, [np.inf]))
-

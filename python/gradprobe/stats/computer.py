@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from ._layout import FIELDS, HIST_BINS
 from .backends import BACKEND_NAMES, Backend, Launch
+from .backends.cpu import CpuBackend
+from .backends.cuda import CudaBackend
+from .backends.cupy import CupyBackend
+from .backends.reference import ReferenceBackend
 from .inputs import Device, InputError, Table, build_table, device_name
+from .post_step import PostStepTable
 from .result import Stats
 
 # Preference per device kind when no backend is named.
@@ -23,11 +29,21 @@ class PendingStats:
         self._launches = launches
         self._histogram = histogram
         self._result: Stats | None = None
+        self.discarded = False
 
     def done(self) -> bool:
         return self._result is not None or all(launch.done() for _, launch in self._launches)
 
+    def discard(self) -> None:
+        """Releases the launches unread (their result slots go back to the engine); result() then fails."""
+        for _, launch in self._launches:
+            launch.release()
+        self._launches = []
+        self.discarded = self._result is None
+
     def result(self) -> Stats:
+        if self.discarded:
+            raise RuntimeError("these statistics were discarded unread")
         if self._result is None:
             out = np.empty((self._n, len(FIELDS)), np.float64)
             hist = np.zeros((self._n, HIST_BINS), np.uint64) if self._histogram else None
@@ -73,26 +89,15 @@ class StatsComputer:
 
     def _create(self, name: str) -> Backend:
         if name == "cpu":
-            from .backends.cpu import CpuBackend
-
             return CpuBackend(self._cpu_threads)
         if name == "cuda":
-            from .backends.cuda import CudaBackend
-
             return CudaBackend()
         if name == "cupy":
-            from .backends.cuda import load_module
-
-            module, reason = load_module()
-            if reason is None:
-                raise RuntimeError("the compiled cuda backend is usable; cupy is only its fallback")
-            from .backends.cupy import CupyBackend
-
+            # Also on a CUDA build when named explicitly (GPU checks run it); picked by preference
+            # only when the compiled module cannot run.
             return CupyBackend()
-        from .backends.reference import ReferenceBackend
-
         try:
-            import torch  # noqa: F401
+            import torch  # noqa: F401  (optional: the reference backend needs it)
         except ImportError as error:
             raise RuntimeError("torch is not installed") from error
         return ReferenceBackend()
@@ -134,17 +139,18 @@ class StatsComputer:
     def launch_table(self, table: Table, *, histogram: bool, backend: str | None) -> PendingStats:
         """Launches a table built elsewhere (the probe reads its tables natively)."""
         n = len(table)
-        if table.a_rows is not None or table.copy is not None:
-            groups = table.groups()
-            if len(groups) != 1 or next(iter(groups))[0] != "cpu":
-                raise InputError("a_rows/copy need a table whose tensors are all in host memory")
-            device = next(iter(groups))
-            chosen = self._pick(device, backend, 0)
-            return PendingStats(table.output_rows, [(np.arange(table.output_rows), chosen.launch(table, device, histogram))],
-                                histogram)
         launches = []
         for device, rows in table.groups().items():
             chosen = self._pick(device, backend, int(rows[0]))
             part = table if len(rows) == n else table.subset(rows)
             launches.append((rows, chosen.launch(part, device, histogram)))
         return PendingStats(n, launches, histogram)
+
+    def launch_post_step(self, table: PostStepTable, *, histogram: bool, backend: str | None = None) -> PendingStats:
+        """The fused CPU post-step operation (see stats.post_step); rows as PostStepTable documents."""
+        if backend not in (None, "cpu"):
+            raise ValueError(f"the post-step pass is a CPU operation; backend {backend!r} does not run it")
+        cpu = self.backend("cpu")
+        assert isinstance(cpu, CpuBackend)
+        rows = table.output_rows
+        return PendingStats(rows, [(np.arange(rows), cpu.launch_post_step(table, histogram))], histogram)

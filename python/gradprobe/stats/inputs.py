@@ -7,8 +7,9 @@ contiguous buffer first (documented cost), and the copy is kept alive with the c
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -18,9 +19,6 @@ Device = tuple[str, int]  # ("cpu", -1) or ("cuda", index)
 CPU: Device = ("cpu", -1)
 
 
-COPY_A_TO_B = 1
-NO_HIST_FOR_A = 2
-ROW_OF_B = 4  # the extra row measures b (before the copy) instead of a
 
 
 class InputError(ValueError):
@@ -52,22 +50,11 @@ class Table:
     source: str  # "torch", "numpy", "cupy" or "mixed": whose arrays these are (picks the CUDA stream)
     a_objs: list[Any] = field(default_factory=list)  # what owns each row's memory (a copy when one was needed)
     b_objs: list[Any] | None = None
-    # CPU only, for pairs: output row of a's own statistics (-1: none; rows start at len(table)),
-    # and flags: COPY_A_TO_B copies a into b after reading it (the probe's weight snapshot),
-    # NO_HIST_FOR_A leaves a's histogram out (its row's counts stay 0).
-    a_rows: np.ndarray | None = None
-    copy: np.ndarray | None = None
-
-    @property
-    def output_rows(self) -> int:
-        if self.a_rows is None or not len(self.a_rows):
-            return len(self.numels)
-        return max(len(self.numels), int(self.a_rows.max()) + 1)
 
     def __len__(self) -> int:
         return len(self.numels)
 
-    def subset(self, rows: np.ndarray) -> "Table":
+    def subset(self, rows: np.ndarray) -> Table:
         """The rows at `rows` (one device's share), in that order."""
         objs_a = [self.a_objs[i] for i in rows] if self.a_objs else []
         objs_b = None if self.b_objs is None else [self.b_objs[i] for i in rows]
@@ -82,6 +69,16 @@ class Table:
         if (codes == codes[0]).all():
             return {device_of_code(int(codes[0])): np.arange(codes.size)}
         return {device_of_code(int(c)): np.flatnonzero(codes == c) for c in np.unique(codes)}
+
+
+def concat_tables(*tables: Table) -> Table:
+    """The rows of several tables, in order (for launches built from cached native tables)."""
+    if len(tables) == 1:
+        return tables[0]
+    source = tables[0].source if all(t.source == tables[0].source for t in tables) else "mixed"
+    return Table(*(np.concatenate([getattr(t, f) for t in tables])
+                   for f in ("a_ptrs", "b_ptrs", "numels", "dtypes_a", "dtypes_b", "device_codes")),
+                 source, [], None)
 
 
 def device_of_code(code: int) -> Device:

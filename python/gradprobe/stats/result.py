@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -41,7 +42,7 @@ class Stats:
         return len(self.numel)
 
     @classmethod
-    def from_table(cls, table: np.ndarray, hist: np.ndarray | None) -> "Stats":
+    def from_table(cls, table: np.ndarray, hist: np.ndarray | None) -> Stats:
         """Builds from the native layout: (n, len(FIELDS)) float64 and (n, HIST_BINS) counts."""
         columns = {
             name: (table[:, i].astype(np.int64) if name in COUNT_FIELDS else np.ascontiguousarray(table[:, i]))
@@ -53,12 +54,12 @@ class Stats:
         """The (n, len(FIELDS)) float64 table, in FIELDS order."""
         return np.stack([np.asarray(getattr(self, f), dtype=np.float64) for f in FIELDS], axis=1)
 
-    def take(self, index: np.ndarray | Sequence[int]) -> "Stats":
+    def take(self, index: np.ndarray | Sequence[int]) -> Stats:
         """The rows at `index`, in that order."""
         index = np.asarray(index, dtype=np.int64)
         return Stats.from_table(self.table()[index], None if self.hist is None else self.hist[index])
 
-    def to_pandas(self, names: Sequence[str] | None = None) -> "pd.DataFrame":
+    def to_pandas(self, names: Sequence[str] | None = None) -> pd.DataFrame:
         """One row per tensor; `names` become the index when given."""
         import pandas as pd
 

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..stats._layout import HIST_BINS, hist_edges
+from ..records import InputRecord, ModelFacts, Record, ScalarRecord, StatsRecord
+from ..stats import HIST_BINS, Stats, hist_edges
 from .schema import EVENTS_FILE, META_FILE, PART_GLOB, SCHEMAS, STAT_COLUMNS, expand_hist, upgrade
 
 
@@ -64,7 +66,7 @@ class Run:
              ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
         """(rows, counts, edges): rows as in stats(), counts (n, HIST_BINS), the bin edges."""
         frame = self._stats_frame(kind, names, mode)
-        lists = pa.array(list(frame["hist"]), pa.list_(pa.int64())) if len(frame) else pa.array([], pa.list_(pa.int64()))
+        lists = pa.array(list(frame["hist"]) if len(frame) else [], pa.list_(pa.int64()))
         counts = expand_hist(frame["hist_lo"].fillna(0).to_numpy(), lists, HIST_BINS)
         rows = frame[["step", "mode", "tensor", "kind", "rank"]].reset_index(drop=True)
         return rows, counts, hist_edges()
@@ -113,6 +115,44 @@ class Run:
                 records.append(record)
         return records
 
+    def facts(self) -> ModelFacts:
+        """Parameter shapes and module types, from meta.json."""
+        shapes = {p["name"]: tuple(p["shape"]) for p in self.meta.get("parameters", [])}
+        types = {m["name"]: m["type"] for m in self.meta.get("model", {}).get("modules", []) if m["name"] != "model"}
+        return ModelFacts(shapes, types)
+
+    def records(self) -> Iterator[Record]:
+        """The run as the rules saw it live: its ModelFacts, then every step's records in the order
+        they were recorded (for `RuleEngine(rules).replay(run.records())`).
+
+        The order of (mode, step) groups follows the time their scalars were recorded (so train and
+        eval interleave as they did live); within a step: activations, gradients, weights, updates,
+        scalars, inputs, as the probe records them.
+        """
+        yield self.facts()
+        stats = self.table("stats").to_pandas()
+        scalars = self.table("scalars").to_pandas()
+        inputs = self.table("inputs").to_pandas()
+        times = scalars.groupby(["mode", "step"])["time"].min().to_dict()
+        keys = set(zip(stats["mode"], stats["step"])) | set(times) | set(zip(inputs["mode"], inputs["step"]))
+        order = sorted(keys, key=lambda k: (times.get(k, float("inf")), k[1], k[0]))
+        stats_groups = dict(iter(stats.groupby(["mode", "step"]))) if len(stats) else {}
+        scalar_groups = dict(iter(scalars.groupby(["mode", "step"]))) if len(scalars) else {}
+        input_groups = dict(iter(inputs.groupby(["mode", "step"]))) if len(inputs) else {}
+        for mode, step in order:
+            group = stats_groups.get((mode, step))
+            if group is not None:
+                for kind, rows in sorted(group.groupby("kind"), key=lambda kv: _KIND_ORDER.get(str(kv[0]), 9)):
+                    yield _stats_record(int(step), str(mode), str(kind), rows)
+            group = scalar_groups.get((mode, step))
+            if group is not None:
+                yield ScalarRecord(int(step), str(mode), dict(zip(group["name"], group["value"])),
+                                   float(group["time"].min()))
+            group = input_groups.get((mode, step))
+            if group is not None:
+                yield InputRecord(int(step), str(mode), dict(zip(group["token"], group["count"])),
+                                  int(group["total"].iloc[0]))
+
     def _stats_frame(self, kind: str | None, names: Iterable[str] | None, mode: str | None) -> pd.DataFrame:
         table = self.table("stats")
         frame = table.to_pandas()
@@ -123,6 +163,20 @@ class Run:
         if mode is not None:
             frame = frame[frame["mode"] == mode]
         return frame.sort_values(["step", "kind"], kind="stable")
+
+
+_KIND_ORDER = {"activation": 0, "grad": 1, "weight": 2, "update": 3}
+
+
+def _stats_record(step: int, mode: str, kind: str, rows: pd.DataFrame) -> StatsRecord:
+    table = rows[list(STAT_COLUMNS)].to_numpy(dtype=np.float64)
+    hist = None
+    if rows["hist"].notna().any():
+        lists = pa.array([list(h) if h is not None else None for h in rows["hist"]], pa.list_(pa.int64()))
+        hist = expand_hist(rows["hist_lo"].fillna(0).to_numpy(), lists, HIST_BINS)
+    ratio = rows["ratio"].to_numpy(dtype=np.float64) if rows["ratio"].notna().any() else None
+    return StatsRecord(step, mode, kind, rows["tensor"].tolist(), rows["present"].to_numpy(),
+                       Stats.from_table(table, hist), ratio)
 
 
 def open_run(path: str | Path) -> Run:

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute  # noqa: F401  (pa.compute)
+import pyarrow.compute
+
+from ..stats import COUNT_FIELDS, FIELDS
 
 SCHEMA_VERSION = 1
 TABLES: tuple[str, ...] = ("stats", "scalars", "inputs")
@@ -21,8 +23,9 @@ META_FILE = "meta.json"
 EVENTS_FILE = "events.jsonl"
 PART_GLOB = "part-*.parquet"
 
-STAT_COLUMNS: tuple[str, ...] = ("numel", "finite", "l2", "l1", "min", "max", "mean", "std", "zeros", "nans", "infs")
-_INT_STATS = {"numel", "finite", "zeros", "nans", "infs"}
+# One column per native statistic field (schema version 1 stores all of them, in this order).
+STAT_COLUMNS: tuple[str, ...] = FIELDS
+_INT_STATS = COUNT_FIELDS
 
 STATS_SCHEMA = pa.schema(
     [("step", pa.int64()), ("mode", pa.string()), ("kind", pa.string()), ("tensor", pa.string()),

@@ -14,13 +14,14 @@ import shutil
 import threading
 import time
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..probe.config import StoreConfig
+from .config import StoreConfig
 from .schema import EVENTS_FILE, META_FILE, PART_GLOB, SCHEMAS, TABLES, part_metadata
 
 
@@ -66,7 +67,8 @@ class RunWriter:
         self._pending: dict[str, list[pa.RecordBatch]] = {name: [] for name in TABLES}
         self._pending_rows = {name: 0 for name in TABLES}
         self._sequence = {name: self._last_sequence(name) for name in TABLES}
-        self._queue: queue.Queue = queue.Queue()
+        # Bounded: a stalled disk makes write() wait (on the consumer thread), never grows memory.
+        self._queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=max(1, config.max_queued_batches))
         self._events_lock = threading.Lock()
         self._warned = False
         self._last_flush = time.monotonic()
@@ -76,6 +78,7 @@ class RunWriter:
 
     # -- called from any thread -------------------------------------------------------------
     def write(self, table: str, batch: pa.RecordBatch) -> None:
+        """Queues a batch; waits while StoreConfig.max_queued_batches are already queued."""
         if not self._closed and batch.num_rows:
             self._queue.put((table, batch))
 
@@ -93,7 +96,10 @@ class RunWriter:
     def flush(self, timeout: float = 30.0) -> None:
         """Writes everything queued so far as closed parts."""
         done = threading.Event()
-        self._queue.put(("__flush__", done))
+        try:
+            self._queue.put(("__flush__", done), timeout=timeout)
+        except queue.Full:
+            return
         done.wait(timeout)
 
     def close(self, timeout: float = 60.0) -> None:
@@ -101,7 +107,10 @@ class RunWriter:
             return
         self.flush(timeout)
         self._closed = True
-        self._queue.put(("__stop__", None))
+        try:
+            self._queue.put(("__stop__", None), timeout=timeout)
+        except queue.Full:
+            return  # the writer thread is stuck on the disk; it is a daemon and dies with the process
         self._thread.join(timeout)
 
     # -- writer thread ----------------------------------------------------------------------

@@ -9,11 +9,17 @@ with `gradprobe show`, `gradprobe check` or gradprobe.open_run.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
+
+from ..actions import Log
+from ..probe import Probe
+from ..store import open_run
+from .pretrained import resolve_model
+from .reviews import LABELS, make_reviews
 
 
 @dataclass(frozen=True)
@@ -49,12 +55,6 @@ def run_demo(config: DemoConfig, log: Callable[[str], None] = print) -> DemoRepo
     import torch
     from transformers import AutoTokenizer, BertForSequenceClassification
     from transformers.utils import logging as hf_logging
-
-    from ..actions import Log
-    from ..probe import Probe
-    from ..store import open_run
-    from .pretrained import resolve_model
-    from .reviews import LABELS, make_reviews
 
     hf_logging.set_verbosity_error()  # the new classifier head's "newly initialized" notice
     path = resolve_model(config.model)

@@ -9,6 +9,7 @@ import numpy as np
 from ... import _core
 from .._layout import FIELDS, HIST_BINS
 from ..inputs import Device, Table
+from ..post_step import PostStepTable
 from .base import Finished
 
 
@@ -27,9 +28,17 @@ class CpuBackend:
         return device[0] == "cpu"
 
     def launch(self, table: Table, device: Device, hist: bool) -> Finished:
-        native = _core.TensorTable(table.a_ptrs, table.b_ptrs, table.numels, table.dtypes_a, table.dtypes_b,
-                                   table.a_rows, table.copy)
-        rows = native.output_rows
+        native = _core.TensorTable(table.a_ptrs, table.b_ptrs, table.numels, table.dtypes_a, table.dtypes_b)
+        return self._run(native, len(table), hist)
+
+    def launch_post_step(self, table: PostStepTable, hist: bool) -> Finished:
+        """The fused post-step operation (stats.post_step): one read of each array."""
+        flat, snapshot_rows, pair_flags = table.native_arrays()
+        native = _core.TensorTable(flat.a_ptrs, flat.b_ptrs, flat.numels, flat.dtypes_a, flat.dtypes_b,
+                                   snapshot_rows, pair_flags)
+        return self._run(native, table.output_rows, hist)
+
+    def _run(self, native: _core.TensorTable, rows: int, hist: bool) -> Finished:
         out = np.empty((rows, len(FIELDS)), np.float64)
         counts = np.empty((rows, HIST_BINS), np.uint64) if hist else None
         with self._lock:

@@ -72,8 +72,6 @@ class CudaBackend:
         return engine
 
     def launch(self, table: Table, device: Device, hist: bool) -> CudaLaunch:
-        if table.a_rows is not None or table.copy is not None:
-            raise RuntimeError(f"backend {self.name!r} does not take a_rows/copy (CPU-only fused pass)")
         engine = self.engine(device[1])
         native = self._module.TensorTable(table.a_ptrs, table.b_ptrs, table.numels, table.dtypes_a, table.dtypes_b)
         slot = engine.launch(native, current_stream(table, device[1]), hist)

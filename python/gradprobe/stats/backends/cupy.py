@@ -11,14 +11,19 @@ from .._layout import FIELDS, HIST_BINS
 from ..inputs import Device, Table
 from .cuda import current_stream
 
-# Must match kernels/work_plan.hpp (TensorDesc, Task) and the CUDA launcher's chunk.
-TENSOR_DESC = np.dtype({"names": ["a", "b", "numel", "dtype_a", "dtype_b", "first_task", "num_tasks", "a_row",
-                                  "pair_flags"],
-                        "formats": ["<u8", "<u8", "<i8", "<i4", "<i4", "<i8", "<i8", "<i8", "<i8"],
-                        "offsets": [0, 8, 16, 24, 28, 32, 40, 48, 56], "itemsize": 64})
-GPU_CHUNK = 1 << 17
+# The TensorDesc layout as the native core reports it (sizeof/offsetof); the field types follow from
+# the sizes. tests/stats/test_native_abi.py checks this mirror against the core.
+_POINTERS = ("a", "b")  # u64; every other field is a signed integer
+TENSOR_DESC = np.dtype({"names": list(_core.TENSOR_DESC_FIELDS),
+                        "formats": [f"<{'u' if name in _POINTERS else 'i'}{size}"
+                                    for name, (_, size) in _core.TENSOR_DESC_FIELDS.items()],
+                        "offsets": [offset for offset, _ in _core.TENSOR_DESC_FIELDS.values()],
+                        "itemsize": _core.TENSOR_DESC_SIZE})
+GPU_CHUNK: int = _core.GPU_CHUNK
+PARTIAL_DOUBLES: int = _core.PARTIAL_DOUBLES
+# kBlockThreads lives in the device-only kernels/stats_kernels.cuh, which the host-compiled core
+# cannot include: written twice, compared by tests/stats/test_native_abi.py.
 BLOCK_THREADS = 512
-PARTIAL_DOUBLES = 9
 
 
 def kernels_dir() -> str:
@@ -81,8 +86,6 @@ class CupyBackend:
         return kernel
 
     def launch(self, table: Table, device: Device, hist: bool) -> CupyLaunch:
-        if table.a_rows is not None or table.copy is not None:
-            raise RuntimeError(f"backend {self.name!r} does not take a_rows/copy (CPU-only fused pass)")
         cp = self._cupy
         n = len(table)
         first, num, tasks = _core.plan(table.numels, GPU_CHUNK)
@@ -90,7 +93,6 @@ class CupyBackend:
         desc["a"], desc["b"], desc["numel"] = table.a_ptrs, table.b_ptrs, table.numels
         desc["dtype_a"], desc["dtype_b"] = table.dtypes_a, table.dtypes_b
         desc["first_task"], desc["num_tasks"] = first, num
-        desc["a_row"] = -1
         kernel = self.kernel(device[1])
         with cp.cuda.Device(device[1]), cp.cuda.ExternalStream(current_stream(table, device[1])) as stream:
             m = max(len(tasks), 1)

@@ -61,19 +61,12 @@ class ReferenceBackend:
         return True
 
     def launch(self, table: Table, device: Device, hist: bool) -> Finished:
-        if table.copy is not None and table.copy.any():
-            raise RuntimeError("backend 'torch' does not take a_rows/copy with copy set (the probe's CPU-only fused pass)")
         if len(table) and not table.a_objs:
             raise RuntimeError("the torch reference needs the tensor objects; build the table with build_table()")
-        rows = table.output_rows
+        rows = len(table)
         out = np.empty((rows, len(FIELDS)), np.float64)
         counts = np.zeros((rows, HIST_BINS), np.uint64)
         for i in range(len(table)):
             b = None if table.b_objs is None else table.b_objs[i]
             out[i], counts[i] = reference_row(table.a_objs[i], b)
-            if table.a_rows is not None and table.a_rows[i] >= 0:
-                out[table.a_rows[i]], counts[table.a_rows[i]] = reference_row(table.a_objs[i])
-            if table.copy is not None and table.copy[i]:
-                with __import__("torch").no_grad():
-                    b.copy_(table.a_objs[i])
         return Finished(out, counts if hist else None)

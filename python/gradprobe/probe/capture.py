@@ -1,0 +1,119 @@
+"""Tensor capture on the training thread: gathers pointers, launches the fused pass, enqueues.
+
+Where each kind is taken:
+- gradients: in the first optimizer step-pre hook of an iteration (after accumulation and after a
+  GradScaler unscaled them), or earlier when clip_grad_norm_ runs, so they are seen before
+  clipping; with no optimizer step, at probe.step() if they still exist;
+- weights and updates: at probe.step(), after every optimizer has stepped (post_step.py);
+- activations: forward hooks armed only for due steps, one fused launch per forward.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from ..stats import PendingStats, StatsComputer
+from .config import ProbeConfig
+from .consumer import Consumer, StatsItem
+from .meta import ParameterGroups
+from .plans import CapturePlans, Due, KindPlan
+from .post_step import PostStepPass
+
+
+@dataclass
+class StepState:
+    """What the current step has done so far; each step starts from a fresh one."""
+
+    grads_taken: bool = False
+    optimizer_stepped: bool = False
+    weights_taken: bool = False
+    overhead: float = 0.0  # seconds the training thread spent in gradprobe during this step
+
+
+class TensorCapture:
+    def __init__(self, model: torch.nn.Module, config: ProbeConfig, consumer: Consumer) -> None:
+        self.model = model
+        self.config = config
+        self._consumer = consumer
+        self._computer = StatsComputer(config.cpu_threads)
+        self.plans = CapturePlans.build(model, config.collections)
+        self.post_step = PostStepPass(self._computer, config.backend, consumer.put)
+        self.stale = False  # a parameter or module was added, or a layout moved: rebuild before the next capture
+        self._activation_histogram = any(c.histogram for c in config.collections if c.kind == "activation")
+
+    def refresh_if_stale(self) -> ParameterGroups | None:
+        """Rebuilds the plans after the model changed; returns the new parameter groups, if it did."""
+        if not self.stale:
+            return None
+        self.plans = CapturePlans.build(self.model, self.config.collections)
+        self.post_step.reset()
+        self.stale = False
+        return self.plans.groups
+
+    def on_registration(self, module: torch.nn.Module) -> None:
+        if id(module) in self.plans.module_ids:
+            self.stale = True
+
+    def grads(self, state: StepState, mode: str, step: int, require_present: bool = False) -> None:
+        due = self.plans.grad.due(mode, step)
+        if not due:
+            return
+        names, names_arrow, rows, pending = self._launch(self.plans.grad, due, "grad")
+        if require_present and pending is None:
+            return  # no gradients exist at probe.step(): nothing happened this step
+        state.grads_taken = True
+        self._consumer.put(StatsItem(step, mode, "grad", names, names_arrow, rows, pending,
+                                     histogram=self.plans.grad.histogram(due)))
+
+    def before_optimizer_step(self, state: StepState, mode: str, step: int) -> None:
+        """Gradients (unless clipping took them), the snapshot for updates, the weights as used."""
+        if not state.grads_taken:
+            self.grads(state, mode, step)
+        self.post_step.take_snapshot(self.plans, mode, step)
+        self.weights_before(state, mode, step)
+
+    def weights_before(self, state: StepState, mode: str, step: int) -> None:
+        """Weights as the step's forward used them (before the update). The fused CPU pass takes
+        them from the snapshot instead, after the step, in the same read."""
+        due = self.plans.weight.due(mode, step)
+        if not due or state.weights_taken or self.post_step.fused_cpu(self.plans, mode, step):
+            return
+        names, names_arrow, rows, pending = self._launch(self.plans.weight, due, None)
+        state.weights_taken = True
+        self._consumer.put(StatsItem(step, mode, "weight", names, names_arrow, rows, pending,
+                                     histogram=self.plans.weight.histogram(due)))
+
+    def after_step(self, state: StepState, mode: str, step: int) -> None:
+        """At probe.step(): updates, and weights when no optimizer stepped (eval) or when the fused
+        CPU pass measures them from the snapshot."""
+        if not state.optimizer_stepped:
+            self.weights_before(state, mode, step)  # nothing changed them this step
+            return
+        weight_due: Due = () if state.weights_taken else self.plans.weight.due(mode, step)
+        weights_taken, layout_changed = self.post_step.run(self.plans, mode, step, weight_due)
+        state.weights_taken |= weights_taken
+        self.stale |= layout_changed  # shapes moved under us (e.g. param.data replaced): rebuild next step
+
+    def activations(self, labels: list[str], tensors: list[torch.Tensor], mode: str, step: int) -> None:
+        pending = self._computer.launch(tensors, None, histogram=self._activation_histogram,
+                                        backend=self.config.backend)
+        self._consumer.put(StatsItem(step, mode, "activation", labels, pa.array(labels, pa.string()),
+                                     np.arange(len(labels)), pending))
+
+    def _launch(self, plan: KindPlan, due: Due, attr: str | None
+                ) -> tuple[list[str], pa.Array, np.ndarray, PendingStats | None]:
+        selection = plan.selection(due)
+        gathered = selection.table.gather(attr)
+        if gathered.layout_changed:  # a resized or moved parameter: rebuild the tables next step
+            self.stale = True
+        pending = None
+        if len(gathered.table):
+            pending = self._computer.launch_table(gathered.table, histogram=plan.histogram(due),
+                                                  backend=self.config.backend)
+        result_rows = np.full(len(selection.names), -1, np.int64)
+        result_rows[gathered.rows] = np.arange(len(gathered.rows))
+        return selection.names, selection.names_arrow, result_rows, pending

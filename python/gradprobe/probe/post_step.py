@@ -1,0 +1,115 @@
+"""The post-step pass: weight updates (w_after - w_before) and the snapshot they are measured against.
+
+The snapshot of the weights is taken before the first optimizer step of a step that records
+updates. After the step, one launch measures the differences and the snapshot itself (for
+|dw| / |w_before|). On a CPU-only model the backend's fused post-step operation does it in one read
+of each array: the pairs, the weights (from the snapshot, i.e. as the forward used them) and the
+snapshot refresh for the next step (StatsComputer.launch_post_step).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from ..stats import PendingStats, StatsComputer
+from ..stats.inputs import Table, concat_tables
+from ..stats.post_step import PostStepTable
+from .consumer import StatsItem
+from .plans import CapturePlans, Due, PostStepLayout
+from .tensor_table import TensorTable
+
+
+class PostStepPass:
+    def __init__(self, computer: StatsComputer, backend: str | None, put: Callable[[StatsItem], None]) -> None:
+        self._computer = computer
+        self._backend = backend
+        self._put = put
+        self._snapshots: list[torch.Tensor] | None = None
+        self._snapshot_tables: dict[Due, TensorTable] = {}
+        self.snapshot_step = -1  # the step whose pre-update weights the snapshot holds
+
+    def reset(self) -> None:
+        """The model changed: the snapshot no longer matches the parameters."""
+        self._snapshots = None
+        self._snapshot_tables = {}
+        self.snapshot_step = -1
+
+    def fused_cpu(self, plans: CapturePlans, mode: str, step: int) -> bool:
+        """Whether this step's weights and updates come from the fused CPU pass (after the step)."""
+        return (mode == "train" and plans.all_cpu and self._backend in (None, "cpu")
+                and bool(plans.update.due(mode, step)))
+
+    def take_snapshot(self, plans: CapturePlans, mode: str, step: int) -> None:
+        """Copies the weights that updates will be measured against (only on steps that record updates,
+        and only if the previous step's fused CPU pass did not already leave them in the snapshot)."""
+        if not plans.update.due(mode, step) or self.snapshot_step == step:
+            return
+        if self._snapshots is None:
+            self._snapshots = [torch.empty_like(p, memory_format=torch.contiguous_format) for p in plans.params]
+            self._snapshot_tables.clear()
+        with torch.no_grad():
+            torch._foreach_copy_(self._snapshots, [p.detach() for p in plans.params])
+        self.snapshot_step = step
+
+    def run(self, plans: CapturePlans, mode: str, step: int, weight_due: Due) -> tuple[bool, bool]:
+        """After the optimizer stepped: records updates (and weights, on the fused CPU pass).
+        Returns (weights recorded, layout changed)."""
+        update_due = plans.update.due(mode, step) if self.snapshot_step == step else ()
+        if not update_due:
+            return False, False
+        layout = plans.post_step_layout(weight_due, update_due)
+        after = layout.updates.table.gather(None).table
+        before = self._snapshot_table(update_due, layout).gather(None).table
+        if len(after) != len(layout.updates.index) or len(before) != len(after):
+            return False, False  # a parameter vanished mid-step; the next snapshot realigns
+        pairs = Table(after.a_ptrs, before.a_ptrs, after.numels, after.dtypes_a, before.dtypes_a,
+                      after.device_codes, after.source, [], None)
+        if self.fused_cpu(plans, mode, step):
+            return self._fused_cpu(plans, mode, step, layout, weight_due, update_due, pairs)
+        # Elsewhere (GPU): the differences, then the snapshot itself for |dw| / |w_before|.
+        k = len(after)
+        pending = self._computer.launch_table(concat_tables(pairs, before),
+                                              histogram=plans.update.histogram(update_due), backend=self._backend)
+        self._put(StatsItem(step, mode, "update", layout.updates.names, layout.updates.names_arrow,
+                            np.arange(k), pending, ratio_rows=k + np.arange(k)))
+        return False, False
+
+    def _fused_cpu(self, plans: CapturePlans, mode: str, step: int, layout: PostStepLayout, weight_due: Due,
+                   update_due: Due, pairs: Table) -> tuple[bool, bool]:
+        """Rows: the k update pairs (w_after, snapshot = w_before), then the weight-part parameters
+        outside the update set (frozen ones: unchanged by the step), then the k snapshots measured
+        alone (the weights as the forward used them) before the pass refreshes them with w_after."""
+        weights = layout.weight_table.gather(None)
+        k = len(pairs)
+        in_pairs = np.zeros(len(layout.weight_part), bool)
+        in_pairs[layout.ratio_positions] = True
+        present_single = np.intersect1d(np.flatnonzero(~in_pairs), weights.rows)
+        singles = weights.table.subset(np.searchsorted(weights.rows, present_single))
+        refresh = bool(plans.update.due(mode, step + 1))
+        weight_histogram = plans.weight.histogram(weight_due)
+        pending: PendingStats = self._computer.launch_post_step(
+            PostStepTable(pairs, singles, refresh_snapshot=refresh, snapshot_histogram=weight_histogram),
+            histogram=plans.update.histogram(update_due) or weight_histogram, backend=self._backend)
+        if refresh:
+            self.snapshot_step = step + 1
+        n = k + len(present_single)
+        if weight_due:
+            weight_rows = np.full(len(layout.weight_part), -1, np.int64)
+            weight_rows[layout.ratio_positions] = n + np.arange(k)
+            weight_rows[present_single] = k + np.arange(len(present_single))
+            self._put(StatsItem(step, mode, "weight", layout.weights.names, layout.weights.names_arrow,
+                                weight_rows[:len(layout.weights.names)], pending, histogram=weight_histogram))
+        self._put(StatsItem(step, mode, "update", layout.updates.names, layout.updates.names_arrow,
+                            np.arange(k), pending, ratio_rows=n + np.arange(k)))
+        return bool(weight_due), weights.layout_changed
+
+    def _snapshot_table(self, due: Due, layout: PostStepLayout) -> TensorTable:
+        table = self._snapshot_tables.get(due)
+        if table is None:
+            assert self._snapshots is not None, "the snapshot is taken before the first optimizer step"
+            table = self._snapshot_tables[due] = TensorTable([self._snapshots[i] for i in layout.updates.index])
+        return table
+

@@ -1,0 +1,111 @@
+"""step(mode=) for one call, and the bounded consumer queue under a writer that stalls."""
+
+from __future__ import annotations
+
+import threading
+
+import torch
+
+from gradprobe import Probe, ProbeConfig, open_run
+from gradprobe.probe.config import builtin_collections
+
+from .helpers import TinyMLP, batch
+
+
+def test_interleaved_train_and_eval_steps_count_each_mode_apart(tmp_path):
+    model = TinyMLP()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    rounds = 3
+    with Probe(model, opt, out_dir=tmp_path / "run", rules=[]) as probe:
+        for r in range(rounds):
+            for i in range(5):
+                x, y = batch(10 * r + i)
+                loss = torch.nn.functional.cross_entropy(model(x), y)
+                loss.backward()
+                opt.step()
+                opt.zero_grad()
+                probe.step(loss=loss)
+                assert probe.mode == "train" and probe.current_step("train") == 5 * r + i + 1
+            with torch.no_grad():
+                x, y = batch(1000 + r)
+                probe.step(loss=torch.nn.functional.cross_entropy(model(x), y), mode="eval")
+            assert probe.mode == "train"  # mode= applied to that call only
+            assert probe.current_step("train") == 5 * (r + 1) and probe.current_step("eval") == r + 1
+    run = open_run(tmp_path / "run")
+    scalars = run.scalars(names=["loss"])
+    assert sorted(scalars[scalars["mode"] == "train"].step) == list(range(5 * rounds))
+    assert sorted(scalars[scalars["mode"] == "eval"].step) == list(range(rounds))
+    grads = run.stats("grad")
+    assert set(grads["mode"]) == {"train"} and sorted(set(grads.step)) == list(range(5 * rounds))
+    # The records interleave as the loop ran: five train steps, then one evaluation.
+    order = scalars.sort_values("time", kind="stable")[["mode", "step"]].drop_duplicates()
+    assert [m for m in order["mode"]] == (["train"] * 5 + ["eval"]) * rounds
+    assert run.meta["steps"] == {"train": 5 * rounds, "eval": rounds, "predict": 0}
+
+
+def test_set_mode_is_the_persistent_switch(tmp_path):
+    model = TinyMLP()
+    with Probe(model, None, out_dir=tmp_path / "run", rules=[]) as probe:
+        probe.set_mode("eval")
+        for _ in range(3):
+            probe.step(loss=1.0)
+        probe.step(loss=2.0, mode="predict")
+        probe.step(loss=3.0)
+        assert probe.mode == "eval"
+        assert (probe.current_step("train"), probe.current_step("eval"), probe.current_step("predict")) == (0, 4, 1)
+
+
+class StallingWriter:
+    """Wraps the run writer's write(): blocks every write until released."""
+
+    def __init__(self, write):
+        self.write = write
+        self.release = threading.Event()
+        self.calls = 0
+
+    def __call__(self, table, batch):
+        self.calls += 1
+        self.release.wait()
+        self.write(table, batch)
+
+
+def test_a_stalled_writer_never_blocks_training_and_drops_with_a_count(tmp_path):
+    model = TinyMLP()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    config = ProbeConfig(collections=builtin_collections("minimal"), max_queued_items=4, max_queue_wait_seconds=0.001)
+    steps = 40
+    probe = Probe(model, opt, out_dir=tmp_path / "run", config=config, rules=[])
+    stall = StallingWriter(probe._consumer._write)
+    probe._consumer._write = stall
+    for step in range(steps):  # completes although nothing is written: items beyond the bound are dropped
+        x, y = batch(step)
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        probe.step(loss=loss)
+    dropped = dict(probe._consumer.dropped)
+    assert stall.calls >= 1 and probe._consumer._queue.qsize() <= 4
+    assert sum(dropped.values()) > 0 and dropped.get("scalars", 0) > 0
+    stall.release.set()
+    probe.close()
+    run = open_run(tmp_path / "run")
+    assert run.meta["dropped"] == dropped
+    assert run.events("dropped")[0]["items"] == dropped
+    recorded = run.scalars(names=["loss"])
+    assert len(recorded) == steps - dropped["scalars"]  # every item kept was written, none twice
+    assert run.meta["status"] == "completed"
+
+
+def test_no_drops_when_the_consumer_keeps_up(tmp_path):
+    model = TinyMLP()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with Probe(model, opt, out_dir=tmp_path / "run", rules=[]) as probe:
+        for step in range(5):
+            x, y = batch(step)
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+            opt.zero_grad()
+            probe.step()
+    run = open_run(tmp_path / "run")
+    assert run.meta["dropped"] == {} and not run.events("dropped")
