@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cpu/stats_cpu.hpp"
+#include "post_step_args.hpp"
 #include "table_args.hpp"
 #include "tensor_gather.hpp"
 
@@ -20,9 +21,9 @@ class CpuEngine {
  public:
   void run(const gp::bind::TableArgs& args, py::array_t<double, py::array::c_style> out,
            py::object hist, int threads) {
-    const gp::i64 n = args.size(), rows = args.output_rows();
-    gp::bind::check_output(out, rows, gp::kNumFields, "out");
-    gp::u64* hist_ptr = gp::bind::optional_hist(hist, rows);
+    const gp::i64 n = args.size();
+    gp::bind::check_output(out, n, gp::kNumFields, "out");
+    gp::u64* hist_ptr = gp::bind::optional_hist(hist, n);
     args.fill(descs_);
     double* out_ptr = out.mutable_data();
     py::gil_scoped_release release;
@@ -42,14 +43,10 @@ PYBIND11_MODULE(_core, m) {
 
   py::class_<gp::bind::TableArgs>(m, "TensorTable")
       .def(py::init<py::array_t<gp::i64>, py::array_t<gp::i64>, py::array_t<gp::i64>, py::array_t<int>,
-                    py::array_t<int>, py::object, py::object>(),
+                    py::array_t<int>>(),
            py::arg("a_ptrs"), py::arg("b_ptrs"), py::arg("numels"), py::arg("dtypes_a"), py::arg("dtypes_b"),
-           py::arg("a_rows") = py::none(), py::arg("copy") = py::none(),
-           "Raw input table: data pointers (b = 0 for single tensors), element counts, dtype codes; CPU only:\n"
-           "a_rows (output row of a's own statistics for pairs, -1 none) and copy (pair flags: 1 copies a into b\n"
-           "after reading, 2 leaves a's histogram out).")
-      .def("__len__", &gp::bind::TableArgs::size)
-      .def_property_readonly("output_rows", &gp::bind::TableArgs::output_rows);
+           "Raw input table: data pointers (b = 0 for single tensors), element counts, dtype codes.")
+      .def("__len__", &gp::bind::TableArgs::size);
 
   py::class_<CpuEngine>(m, "CpuEngine")
       .def(py::init<>())
@@ -66,7 +63,7 @@ PYBIND11_MODULE(_core, m) {
         std::vector<gp::TensorDesc> descs(static_cast<size_t>(n));
         for (gp::i64 i = 0; i < n; ++i) {
           if (numels.at(i) < 0) throw py::value_error("plan: negative element count at " + std::to_string(i));
-          descs[i] = gp::TensorDesc{0, 0, numels.at(i), 0, 0, 0, 0, -1, 0};
+          descs[i] = gp::TensorDesc{0, 0, numels.at(i), 0, 0, 0, 0};
         }
         std::vector<gp::Task> tasks(static_cast<size_t>(gp::plan_max_tasks(descs.data(), n, chunk)));
         const gp::i64 count = gp::plan_tasks(descs.data(), n, chunk, tasks.data());
@@ -117,4 +114,7 @@ PYBIND11_MODULE(_core, m) {
       },
       py::arg("ptr"), py::arg("n"), py::arg("threads") = 0,
       "Reads n float32 values once as fast as possible (the memory-read floor for benchmarks).");
+
+  // The fused CPU post-step operation (csrc/post_step_args.hpp).
+  gp::bind::register_post_step(m);
 }

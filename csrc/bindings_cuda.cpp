@@ -15,10 +15,9 @@ namespace {
 
 class CudaEngine {
  public:
-  explicit CudaEngine(int device) : engine_(device) {}
+  CudaEngine(int device, int max_slots) : engine_(device, max_slots) {}
 
   int launch(const gp::bind::TableArgs& args, std::uintptr_t stream, bool hist) {
-    if (args.has_extras()) throw py::value_error("a_rows and copy are CPU-only; launch pairs and weights separately");
     args.fill(descs_);
     return engine_.launch(descs_, stream, hist);
   }
@@ -57,14 +56,17 @@ PYBIND11_MODULE(_cuda, m) {
   }, "Whether CUDA can run here, and if not, why.");
 
   py::class_<CudaEngine>(m, "CudaEngine")
-      .def(py::init<int>(), py::arg("device"))
+      .def(py::init<int, int>(), py::arg("device"), py::arg("max_slots") = gp::cuda::kDefaultMaxSlots,
+           "Result slots (pinned host memory) form a ring of at most max_slots.")
       .def("launch", &CudaEngine::launch, py::arg("table"), py::arg("stream"), py::arg("hist"),
-           "Enqueues the pass on the stream (a cudaStream_t as int); returns a result slot. No host sync.")
+           "Enqueues the pass on the stream (a cudaStream_t as int); returns a result slot, or -1 (nothing\n"
+           "launched) while every slot holds an unread result. No host sync.")
       .def("ready", [](CudaEngine& e, int slot) { return e.engine_.ready(slot); }, py::arg("slot"))
       .def("read", &CudaEngine::read, py::arg("slot"), py::arg("out"), py::arg("hist"),
            "Copies a slot's results into out/hist, waiting for them if needed.")
       .def("release", [](CudaEngine& e, int slot) { e.engine_.release(slot); }, py::arg("slot"))
       .def_property_readonly("num_slots", [](CudaEngine& e) { return e.engine_.num_slots(); })
+      .def_property_readonly("max_slots", [](CudaEngine& e) { return e.engine_.max_slots(); })
       .def_property_readonly("launches", [](CudaEngine& e) { return e.engine_.launches(); })
       .def_property_readonly("device", [](CudaEngine& e) { return e.engine_.device(); });
 }

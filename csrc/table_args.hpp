@@ -44,9 +44,9 @@ inline void register_constants(py::module_& m) {
   m.attr("CPU_CHUNK") = cpu::kChunk;
   m.attr("GPU_CHUNK") = cuda::kChunk;
   m.attr("PARTIAL_DOUBLES") = kPartialDoubles;
-  m.attr("COPY_A_TO_B") = kCopyAToB;
-  m.attr("NO_HIST_FOR_A") = kNoHistForA;
-  m.attr("ROW_OF_B") = kRowOfB;
+  m.attr("COPY_A_TO_B") = cpu::kCopyAToB;
+  m.attr("NO_HIST_FOR_A") = cpu::kNoHistForA;
+  m.attr("ROW_OF_B") = cpu::kRowOfB;
   // The TensorDesc layout, for mirrors that build descriptors in Python (the CuPy backend).
   py::dict desc;
   desc["a"] = py::make_tuple(offsetof(TensorDesc, a), sizeof(TensorDesc::a));
@@ -56,8 +56,6 @@ inline void register_constants(py::module_& m) {
   desc["dtype_b"] = py::make_tuple(offsetof(TensorDesc, dtype_b), sizeof(TensorDesc::dtype_b));
   desc["first_task"] = py::make_tuple(offsetof(TensorDesc, first_task), sizeof(TensorDesc::first_task));
   desc["num_tasks"] = py::make_tuple(offsetof(TensorDesc, num_tasks), sizeof(TensorDesc::num_tasks));
-  desc["a_row"] = py::make_tuple(offsetof(TensorDesc, a_row), sizeof(TensorDesc::a_row));
-  desc["pair_flags"] = py::make_tuple(offsetof(TensorDesc, pair_flags), sizeof(TensorDesc::pair_flags));
   m.attr("TENSOR_DESC_FIELDS") = desc;  // name -> (offset, size) in bytes, in declaration order
   m.attr("TENSOR_DESC_SIZE") = sizeof(TensorDesc);
   m.attr("TASK_SIZE") = sizeof(Task);
@@ -67,7 +65,7 @@ inline void register_constants(py::module_& m) {
 class TableArgs {
  public:
   TableArgs(py::array_t<i64> a, py::array_t<i64> b, py::array_t<i64> numel, py::array_t<int> dtype_a,
-            py::array_t<int> dtype_b, py::object a_rows = py::none(), py::object copy = py::none())
+            py::array_t<int> dtype_b)
       : a_(std::move(a)), b_(std::move(b)), numel_(std::move(numel)), dtype_a_(std::move(dtype_a)),
         dtype_b_(std::move(dtype_b)) {
     const py::ssize_t n = a_.size();
@@ -78,7 +76,6 @@ class TableArgs {
       if (arr->ndim() != 1 || arr->size() != n) throw py::value_error("TensorTable: arrays must be 1-D of equal length");
     }
     auto av = a_.unchecked<1>();
-    auto bv = b_.unchecked<1>();
     auto nv = numel_.unchecked<1>();
     auto da = dtype_a_.unchecked<1>();
     auto db = dtype_b_.unchecked<1>();
@@ -87,31 +84,13 @@ class TableArgs {
       if (da(i) < kF32 || da(i) > kF64 || db(i) < kF32 || db(i) > kF64)
         throw py::value_error("tensor " + std::to_string(i) + ": unknown dtype code");
       if (nv(i) > 0 && av(i) == 0) throw py::value_error("tensor " + std::to_string(i) + ": null data pointer");
-      (void)bv;
-    }
-    if (!a_rows.is_none()) {
-      a_rows_ = py::cast<py::array_t<i64>>(a_rows);
-      copy_ = copy.is_none() ? py::array_t<i64>(n) : py::cast<py::array_t<i64>>(copy);
-      if (copy.is_none()) std::fill(copy_.mutable_data(), copy_.mutable_data() + n, 0);
-      if (a_rows_.ndim() != 1 || a_rows_.size() != n || copy_.ndim() != 1 || copy_.size() != n)
-        throw py::value_error("TensorTable: a_rows and copy must have one entry per tensor");
-      auto rows = a_rows_.unchecked<1>();
-      auto cp = copy_.unchecked<1>();
-      for (py::ssize_t i = 0; i < n; ++i) {
-        if ((rows(i) >= 0 || cp(i)) && bv(i) == 0 && nv(i) > 0)
-          throw py::value_error("tensor " + std::to_string(i) + ": a_row and copy need a pair (b)");
-        if ((cp(i) & kCopyAToB) && da(i) != db(i))
-          throw py::value_error("tensor " + std::to_string(i) + ": copy needs a and b of one dtype");
-        if (rows(i) >= 0 && rows(i) < n) throw py::value_error("tensor " + std::to_string(i) + ": a_row must be >= n");
-        extra_rows_ = std::max<i64>(extra_rows_, rows(i) + 1 - n);
-      }
     }
   }
 
-  bool has_extras() const { return a_rows_.size() > 0; }
-  i64 output_rows() const { return size() + extra_rows_; }
-
   i64 size() const { return static_cast<i64>(a_.size()); }
+  i64 b(i64 i) const { return b_.at(i); }
+  i64 numel(i64 i) const { return numel_.at(i); }
+  bool same_dtypes(i64 i) const { return dtype_a_.at(i) == dtype_b_.at(i); }
 
   void fill(std::vector<TensorDesc>& descs) const {
     const i64 n = size();
@@ -122,15 +101,12 @@ class TableArgs {
     auto da = dtype_a_.unchecked<1>();
     auto db = dtype_b_.unchecked<1>();
     for (i64 i = 0; i < n; ++i)
-      descs[i] = TensorDesc{static_cast<u64>(av(i)), static_cast<u64>(bv(i)), nv(i), da(i), db(i), 0, 0,
-                            has_extras() ? a_rows_.at(i) : -1, has_extras() ? copy_.at(i) : 0};
+      descs[i] = TensorDesc{static_cast<u64>(av(i)), static_cast<u64>(bv(i)), nv(i), da(i), db(i), 0, 0};
   }
 
  private:
   py::array_t<i64> a_, b_, numel_;
   py::array_t<int> dtype_a_, dtype_b_;
-  py::array_t<i64> a_rows_ = py::array_t<i64>(0), copy_ = py::array_t<i64>(0);
-  i64 extra_rows_ = 0;
 };
 
 template <class T>

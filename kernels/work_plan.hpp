@@ -17,16 +17,7 @@ struct TensorDesc {
   int dtype_b;
   i64 first_task;  // chunk-split tensors: index of their first chunk task (= first partial)
   i64 num_tasks;   // 0 for packed tensors
-  // CPU only (the probe's post-step pass): for pairs, also the statistics of one side alone into
-  // output row a_row (-1: none): `a`, or `b` with kRowOfB; by pair_flags, leave that row's
-  // histogram out (kNoHistForA) and copy a into b after reading while the chunk is hot (kCopyAToB).
-  i64 a_row;
-  i64 pair_flags;
 };
-
-constexpr i64 kCopyAToB = 1;
-constexpr i64 kNoHistForA = 2;
-constexpr i64 kRowOfB = 4;
 
 // Chunk task: elements [start, start+len) of tensor_begin, reduced to a partial at the task's index.
 // Packed task: whole tensors [tensor_begin, tensor_end), each finalised by the task itself.

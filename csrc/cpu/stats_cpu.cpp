@@ -520,9 +520,9 @@ void copy_a_to_b(const TensorDesc& t, i64 start, i64 len) {
 }
 
 // The descriptor of one side of a pair alone, for its extra row: a, or b with kRowOfB.
-TensorDesc first_of_pair(const TensorDesc& t) {
+TensorDesc first_of_pair(const TensorDesc& t, i64 flags) {
   TensorDesc single = t;
-  if (t.pair_flags & kRowOfB) {
+  if (flags & kRowOfB) {
     single.a = t.b;
     single.dtype_a = t.dtype_b;
   }
@@ -533,10 +533,12 @@ TensorDesc first_of_pair(const TensorDesc& t) {
 
 }  // namespace
 
-void Engine::run(TensorDesc* tensors, i64 n, double* out, u64* hist, int threads) {
+void Engine::run(TensorDesc* tensors, i64 n, double* out, u64* hist, int threads, const PairExtra* pairs) {
   if (n <= 0) return;
+  static const PairExtra kNone{-1, 0};
+  auto extra = [&](i64 i) -> const PairExtra& { return pairs ? pairs[i] : kNone; };
   bool extras = false;
-  for (i64 i = 0; i < n; ++i) extras |= tensors[i].a_row >= 0 || tensors[i].pair_flags != 0;
+  for (i64 i = 0; i < n && pairs; ++i) extras |= pairs[i].row >= 0 || pairs[i].flags != 0;
   // A pair pass that also reads `a` alone and copies it keeps a chunk of both arrays in L2.
   const i64 chunk = extras ? kPairChunk : kChunk;
   tasks_.resize((size_t)plan_max_tasks(tensors, n, chunk));
@@ -560,9 +562,9 @@ void Engine::run(TensorDesc* tensors, i64 n, double* out, u64* hist, int threads
     return r;
   };
   // a's own row: its histogram is zeroed and, with kNoHistForA, left out of the pass.
-  auto a_hist_row = [&](u64* base, const TensorDesc& t, i64 row) -> u64* {
+  auto a_hist_row = [&](u64* base, const PairExtra& e, i64 row) -> u64* {
     u64* r = hist_row(base, row);
-    return (t.pair_flags & kNoHistForA) ? nullptr : r;
+    return (e.flags & kNoHistForA) ? nullptr : r;
   };
 
 #pragma omp parallel for schedule(dynamic, 1) num_threads(num_threads) if (num_threads > 1)
@@ -571,18 +573,22 @@ void Engine::run(TensorDesc* tensors, i64 n, double* out, u64* hist, int threads
     if (task_is_packed(task)) {
       for (i64 ti = task.tensor_begin; ti < task.tensor_end; ++ti) {
         const TensorDesc& t = tensors[ti];
+        const PairExtra& e = extra(ti);
         partial_finalize(stretch(t, 0, t.numel, hist_row(hist, ti)), out + ti * kNumFields);
-        if (t.a_row >= 0)
-          partial_finalize(stretch(first_of_pair(t), 0, t.numel, a_hist_row(hist, t, t.a_row)), out + t.a_row * kNumFields);
-        if (t.pair_flags & kCopyAToB) copy_a_to_b(t, 0, t.numel);
+        if (e.row >= 0)
+          partial_finalize(stretch(first_of_pair(t, e.flags), 0, t.numel, a_hist_row(hist, e, e.row)),
+                           out + e.row * kNumFields);
+        if (e.flags & kCopyAToB) copy_a_to_b(t, 0, t.numel);
       }
     } else {
       const TensorDesc& t = tensors[task.tensor_begin];
+      const PairExtra& e = extra(task.tensor_begin);
       partial_store(stretch(t, task.start, task.len, hist_row(partial_hist, k)), partials + k * kPartialDoubles);
-      if (t.a_row >= 0)
-        partial_store(stretch(first_of_pair(t), task.start, task.len, a_hist_row(partial_hist, t, num_tasks + k)),
+      if (e.row >= 0)
+        partial_store(stretch(first_of_pair(t, e.flags), task.start, task.len,
+                              a_hist_row(partial_hist, e, num_tasks + k)),
                       partials + (num_tasks + k) * kPartialDoubles);
-      if (t.pair_flags & kCopyAToB) copy_a_to_b(t, task.start, task.len);
+      if (e.flags & kCopyAToB) copy_a_to_b(t, task.start, task.len);
     }
   }
 
@@ -604,7 +610,7 @@ void Engine::run(TensorDesc* tensors, i64 n, double* out, u64* hist, int threads
     const TensorDesc& t = tensors[ti];
     if (t.num_tasks == 0) continue;
     merge_into(t, 0, ti);
-    if (t.a_row >= 0) merge_into(t, num_tasks, t.a_row);
+    if (extra(ti).row >= 0) merge_into(t, num_tasks, extra(ti).row);
   }
 }
 

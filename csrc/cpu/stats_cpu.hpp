@@ -25,13 +25,24 @@ CpuPath cpu_path();
 // Chooses a path at or below what this CPU supports (tests and benchmarks); false if it cannot.
 bool set_cpu_path(CpuPath path);
 
+// The fused post-step operation (CPU only): for a pair (a - b), also the statistics of one side
+// alone into output row `row` (-1: none): `a`, or `b` with kRowOfB; by flags, leave that row's
+// histogram out (kNoHistForA) and copy a into b after reading while the chunk is hot (kCopyAToB).
+struct PairExtra {
+  i64 row;
+  i64 flags;
+};
+constexpr i64 kCopyAToB = 1;
+constexpr i64 kNoHistForA = 2;
+constexpr i64 kRowOfB = 4;
+
 // Reusable state: the work table and partial buffers grow to the largest call and are kept.
 class Engine {
  public:
   // tensors: n descriptors (their task fields are overwritten); out: rows x kNumFields float64,
-  // rows = n plus the pairs' a_row outputs; hist: rows x kHistBins counts, or null to skip the
-  // histogram. threads <= 0 means all cores.
-  void run(TensorDesc* tensors, i64 n, double* out, u64* hist, int threads);
+  // rows = n plus the pairs' extra rows; hist: rows x kHistBins counts, or null to skip the
+  // histogram. threads <= 0 means all cores. pairs: null, or n PairExtra (the post-step pass).
+  void run(TensorDesc* tensors, i64 n, double* out, u64* hist, int threads, const PairExtra* pairs = nullptr);
 
  private:
   std::vector<Task> tasks_;

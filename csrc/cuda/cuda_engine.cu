@@ -115,7 +115,7 @@ Status status() {
   return s;
 }
 
-Engine::Engine(int device) : device_(device) {
+Engine::Engine(int device, int max_slots) : device_(device), max_slots_(std::max(1, max_slots)) {
   DeviceGuard guard(device_);
   int sms = 0;
   check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device_), "cudaDeviceGetAttribute");
@@ -146,6 +146,7 @@ int Engine::launch(const std::vector<TensorDesc>& input, std::uintptr_t stream_h
     }
   }
   cudaGetLastError();  // a not-ready query leaves no error worth keeping
+  if (index < 0 && static_cast<int>(slots_.size()) >= max_slots_) return -1;  // the ring is full
   if (index < 0) {
     auto slot = std::make_unique<Slot>();
     check(cudaEventCreateWithFlags(&slot->done, cudaEventDisableTiming), "cudaEventCreate");

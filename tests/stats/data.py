@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import torch
 
+# Sizes at chunk +- 1 hit the split and pack paths; the core says where they are.
+from gradprobe.stats._layout import CPU_CHUNK as CPU_CHUNK
+from gradprobe.stats._layout import GPU_CHUNK as GPU_CHUNK
+
 DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64]
 BLOCK = 512  # the CPU fast path's block
 

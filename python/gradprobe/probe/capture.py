@@ -17,6 +17,8 @@ import pyarrow as pa
 import torch
 
 from ..stats import PendingStats, StatsComputer
+from ..stats.backends import ResultsRingFull
+from ..stats.inputs import Table
 from .config import ProbeConfig
 from .consumer import Consumer, StatsItem
 from .meta import ParameterGroups
@@ -41,7 +43,7 @@ class TensorCapture:
         self._consumer = consumer
         self._computer = StatsComputer(config.cpu_threads)
         self.plans = CapturePlans.build(model, config.collections)
-        self.post_step = PostStepPass(self._computer, config.backend, consumer.put)
+        self.post_step = PostStepPass(self._computer, config.backend, consumer.put, self.launch)
         self.stale = False  # a parameter or module was added, or a layout moved: rebuild before the next capture
         self._activation_histogram = any(c.histogram for c in config.collections if c.kind == "activation")
 
@@ -63,8 +65,8 @@ class TensorCapture:
         if not due:
             return
         names, names_arrow, rows, pending = self._launch(self.plans.grad, due, "grad")
-        if require_present and pending is None:
-            return  # no gradients exist at probe.step(): nothing happened this step
+        if pending is None and (require_present or rows.max(initial=-1) >= 0):
+            return  # no gradients at probe.step() (nothing happened this step), or the launch was dropped
         state.grads_taken = True
         self._consumer.put(StatsItem(step, mode, "grad", names, names_arrow, rows, pending,
                                      histogram=self.plans.grad.histogram(due)))
@@ -83,6 +85,8 @@ class TensorCapture:
         if not due or state.weights_taken or self.post_step.fused_cpu(self.plans, mode, step):
             return
         names, names_arrow, rows, pending = self._launch(self.plans.weight, due, None)
+        if pending is None and rows.max(initial=-1) >= 0:
+            return  # dropped
         state.weights_taken = True
         self._consumer.put(StatsItem(step, mode, "weight", names, names_arrow, rows, pending,
                                      histogram=self.plans.weight.histogram(due)))
@@ -99,10 +103,23 @@ class TensorCapture:
         self.stale |= layout_changed  # shapes moved under us (e.g. param.data replaced): rebuild next step
 
     def activations(self, labels: list[str], tensors: list[torch.Tensor], mode: str, step: int) -> None:
-        pending = self._computer.launch(tensors, None, histogram=self._activation_histogram,
-                                        backend=self.config.backend)
+        try:
+            pending = self._computer.launch(tensors, None, histogram=self._activation_histogram,
+                                            backend=self.config.backend)
+        except ResultsRingFull:
+            self._consumer.dropped["activation (results ring full)"] += 1
+            return
         self._consumer.put(StatsItem(step, mode, "activation", labels, pa.array(labels, pa.string()),
                                      np.arange(len(labels)), pending))
+
+    def launch(self, kind: str, table: Table, histogram: bool) -> PendingStats | None:
+        """Launches one kind's table; None when the GPU's results ring is full (the step's
+        measurement of that kind is dropped and counted, training does not wait)."""
+        try:
+            return self._computer.launch_table(table, histogram=histogram, backend=self.config.backend)
+        except ResultsRingFull:
+            self._consumer.dropped[f"{kind} (results ring full)"] += 1
+            return None
 
     def _launch(self, plan: KindPlan, due: Due, attr: str | None
                 ) -> tuple[list[str], pa.Array, np.ndarray, PendingStats | None]:
@@ -110,10 +127,8 @@ class TensorCapture:
         gathered = selection.table.gather(attr)
         if gathered.layout_changed:  # a resized or moved parameter: rebuild the tables next step
             self.stale = True
-        pending = None
-        if len(gathered.table):
-            pending = self._computer.launch_table(gathered.table, histogram=plan.histogram(due),
-                                                  backend=self.config.backend)
+        kind = "weight" if attr is None else attr
+        pending = self.launch(kind, gathered.table, plan.histogram(due)) if len(gathered.table) else None
         result_rows = np.full(len(selection.names), -1, np.int64)
         result_rows[gathered.rows] = np.arange(len(gathered.rows))
         return selection.names, selection.names_arrow, result_rows, pending

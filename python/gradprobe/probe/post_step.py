@@ -21,12 +21,17 @@ from .consumer import StatsItem
 from .plans import CapturePlans, Due, PostStepLayout
 from .tensor_table import TensorTable
 
+# Launches a table for one kind; None when the launch was dropped (see TensorCapture.launch).
+LaunchTable = Callable[[str, Table, bool], PendingStats | None]
+
 
 class PostStepPass:
-    def __init__(self, computer: StatsComputer, backend: str | None, put: Callable[[StatsItem], None]) -> None:
+    def __init__(self, computer: StatsComputer, backend: str | None, put: Callable[[StatsItem], None],
+                 launch: LaunchTable) -> None:
         self._computer = computer
         self._backend = backend
         self._put = put
+        self._launch = launch
         self._snapshots: list[torch.Tensor] | None = None
         self._snapshot_tables: dict[Due, TensorTable] = {}
         self.snapshot_step = -1  # the step whose pre-update weights the snapshot holds
@@ -71,8 +76,9 @@ class PostStepPass:
             return self._fused_cpu(plans, mode, step, layout, weight_due, update_due, pairs)
         # Elsewhere (GPU): the differences, then the snapshot itself for |dw| / |w_before|.
         k = len(after)
-        pending = self._computer.launch_table(concat_tables(pairs, before),
-                                              histogram=plans.update.histogram(update_due), backend=self._backend)
+        pending = self._launch("update", concat_tables(pairs, before), plans.update.histogram(update_due))
+        if pending is None:
+            return False, False
         self._put(StatsItem(step, mode, "update", layout.updates.names, layout.updates.names_arrow,
                             np.arange(k), pending, ratio_rows=k + np.arange(k)))
         return False, False

@@ -9,6 +9,10 @@ import numpy as np
 from ..inputs import Device, Table
 
 
+class ResultsRingFull(RuntimeError):
+    """Every result slot of a GPU engine holds an unread result: the launch was not made."""
+
+
 class Launch(Protocol):
     """Work enqueued for one device; results are read into caller-provided arrays."""
 

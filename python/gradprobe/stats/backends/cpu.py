@@ -22,25 +22,31 @@ class CpuBackend:
     def __init__(self, threads: int = 0) -> None:
         self.threads = threads
         self._engine = _core.CpuEngine()
+        self._post_step = _core.PostStepEngine()
         self._lock = threading.Lock()  # the engine's workspace is reused across calls
 
     def can_read(self, device: Device) -> bool:
         return device[0] == "cpu"
 
     def launch(self, table: Table, device: Device, hist: bool) -> Finished:
-        native = _core.TensorTable(table.a_ptrs, table.b_ptrs, table.numels, table.dtypes_a, table.dtypes_b)
-        return self._run(native, len(table), hist)
+        out, counts = _outputs(len(table), hist)
+        with self._lock:
+            self._engine.run(native_table(table), out, counts, self.threads)
+        return Finished(out, counts)
 
     def launch_post_step(self, table: PostStepTable, hist: bool) -> Finished:
         """The fused post-step operation (stats.post_step): one read of each array."""
         flat, snapshot_rows, pair_flags = table.native_arrays()
-        native = _core.TensorTable(flat.a_ptrs, flat.b_ptrs, flat.numels, flat.dtypes_a, flat.dtypes_b,
-                                   snapshot_rows, pair_flags)
-        return self._run(native, table.output_rows, hist)
-
-    def _run(self, native: _core.TensorTable, rows: int, hist: bool) -> Finished:
-        out = np.empty((rows, len(FIELDS)), np.float64)
-        counts = np.empty((rows, HIST_BINS), np.uint64) if hist else None
+        native = _core.PostStepTable(native_table(flat), snapshot_rows, pair_flags)
+        out, counts = _outputs(table.output_rows, hist)
         with self._lock:
-            self._engine.run(native, out, counts, self.threads)
+            self._post_step.run(native, out, counts, self.threads)
         return Finished(out, counts)
+
+
+def native_table(table: Table) -> _core.TensorTable:
+    return _core.TensorTable(table.a_ptrs, table.b_ptrs, table.numels, table.dtypes_a, table.dtypes_b)
+
+
+def _outputs(rows: int, hist: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    return np.empty((rows, len(FIELDS)), np.float64), np.empty((rows, HIST_BINS), np.uint64) if hist else None
