@@ -47,7 +47,7 @@ class AutoAttach:
                 attach._loss = tensor.detach()
             return attach._original_backward(tensor, *args, **kwargs)
 
-        torch.Tensor.backward = backward  # type: ignore[method-assign]
+        torch.Tensor.backward = backward  # type: ignore[method-assign,assignment]
 
     def _pre_forward(self, module: torch.nn.Module, args: Any) -> None:
         if self._depth == 0 and self.probe is None and module not in self._roots \

@@ -27,7 +27,7 @@ def show_run(path: str | Path, top: int = 12) -> None:
             table.add_column(column, justify="right" if column not in ("name", "mode") else "left")
         for (name, mode), group in scalars.groupby(["name", "mode"], sort=True):
             values = group.value.to_numpy()
-            table.add_row(name, mode, f"{values[0]:.4g}", f"{values[-1]:.4g}", f"{np.nanmin(values):.4g}",
+            table.add_row(str(name), str(mode), f"{values[0]:.4g}", f"{values[-1]:.4g}", f"{np.nanmin(values):.4g}",
                           f"{np.nanmax(values):.4g}", str(len(values)))
         console.print(table)
     for kind in ("grad", "update", "weight", "activation"):

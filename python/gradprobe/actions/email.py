@@ -46,6 +46,7 @@ class Email(Action):
                             f"step: {finding.step} ({finding.mode})\n"
                             f"tensors: {', '.join(finding.tensors) or '-'}\nevidence: {dict(finding.evidence)}\n")
         tls = ssl.create_default_context(cafile=self.ca_file)
+        smtp: smtplib.SMTP
         if self.security == "ssl":
             smtp = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout_seconds, context=tls)
         else:

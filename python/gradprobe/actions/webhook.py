@@ -30,7 +30,7 @@ class Webhook(Action):
             raise ValueError(f"Webhook: template must be slack or generic, not {self.template!r}")
 
     def _url(self) -> str:
-        return self.url or os.environ[self.url_env]
+        return self.url or os.environ[self.url_env or ""]
 
     def describe(self) -> str:
         parts = urllib.parse.urlsplit(self.url) if self.url else None

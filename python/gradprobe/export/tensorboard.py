@@ -7,6 +7,7 @@ magnitude slower and larger than the Parquet parts. Needs the `tensorboard` pack
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -25,12 +26,12 @@ def export_tensorboard(run_path: str | Path, out_dir: str | Path | None = None,
     try:
         scalars = run.scalars()
         for row in scalars.itertuples(index=False):
-            writer.add_scalar(f"{row.mode}/{row.name}", row.value, int(row.step), walltime=row.time)
+            writer.add_scalar(f"{row.mode}/{row.name}", row.value, _step(row), walltime=row.time)
         for kind in kinds:
             stats = run.stats(kind, stats=["l2", "nans", "infs"])
             for row in stats.itertuples(index=False):
                 if row.present:
-                    writer.add_scalar(f"{kind}_norm/{row.tensor}", row.l2, int(row.step))
+                    writer.add_scalar(f"{kind}_norm/{row.tensor}", row.l2, _step(row))
             rows, counts, edges = run.hist(kind)
             finite_edges = edges.copy()
             finite_edges[-1] = edges[-2] * 2  # TensorBoard needs finite bucket limits
@@ -44,7 +45,12 @@ def export_tensorboard(run_path: str | Path, out_dir: str | Path | None = None,
                     max=float(finite_edges[len(counts[i]) - np.argmax(counts[i][::-1] > 0)]), num=int(total),
                     sum=float((counts[i] * centers).sum()), sum_squares=float((counts[i] * centers**2).sum()),
                     bucket_limits=finite_edges[1:].tolist(), bucket_counts=counts[i].tolist(),
-                    global_step=int(row.step))
+                    global_step=_step(row))
     finally:
         writer.close()
     return out
+
+
+def _step(row: Any) -> int:
+    """A row's step (pandas' itertuples rows are untyped)."""
+    return int(row.step)

@@ -56,8 +56,9 @@ class Probe:
         self.config = resolve_config(config)
         self.out_dir = Path(out_dir)
         self.model = model
-        self.optimizers = [] if optimizer is None else (
-            list(optimizer) if isinstance(optimizer, (list, tuple)) else [optimizer])
+        self.optimizers: list[torch.optim.Optimizer] = (
+            [] if optimizer is None else [optimizer] if isinstance(optimizer, torch.optim.Optimizer)
+            else list(optimizer))
         self.scaler = scaler
         self.stop_reason: str | None = None
         self._should_stop = False

@@ -39,7 +39,8 @@ class TensorTable:
         self._numels = np.zeros(n, np.int64)
         self._dtypes = np.zeros(n, np.int32)
         self._devices = np.zeros(n, np.int32)
-        self._layout = (np.zeros(n, np.int64), np.zeros(n, np.int32), np.zeros(n, np.int32))
+        self._layout: tuple[np.ndarray, np.ndarray, np.ndarray] = (
+            np.zeros(n, np.int64), np.zeros(n, np.int32), np.zeros(n, np.int32))
         self._known = np.zeros(n, bool)  # rows whose layout has been seen (a gradient may appear late)
 
     def __len__(self) -> int:
@@ -54,7 +55,7 @@ class TensorTable:
         present &= ~unsupported  # integer or other dtypes are not measured
         # Parameters and their gradients share one layout: compare rows seen before, learn new ones.
         seen = present & self._known
-        current = (self._numels, self._dtypes, self._devices)
+        current: tuple[np.ndarray, np.ndarray, np.ndarray] = (self._numels, self._dtypes, self._devices)
         changed = not all(np.array_equal(a[seen], b[seen]) for a, b in zip(current, self._layout))
         new = present & ~self._known
         if new.any():

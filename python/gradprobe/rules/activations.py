@@ -46,7 +46,7 @@ class DeadUnits(Rule):
     threshold_layer: float = 0.5
     inactive_below: float = 2.0 ** -20
     module_types: Mapping[str, str] = field(default_factory=dict)  # name -> class name; the engine fills it
-    _reported: dict = field(default_factory=dict, repr=False)
+    _reported: dict[str, int] = field(default_factory=dict, repr=False)
 
     def on_stats(self, record: StatsRecord) -> list[Finding]:
         if record.kind != "activation":
@@ -88,7 +88,7 @@ class SaturatedActivation(Rule):
     threshold_layer: float = 0.5
     saturation: float = 4.0  # tanh'(4) ~ 1.3e-3; sigmoid'(8) ~ 3e-4: use 8 for sigmoid-only nets
     module_types: Mapping[str, str] = field(default_factory=dict)  # name -> class name; the engine fills it
-    _reported: dict = field(default_factory=dict, repr=False)
+    _reported: dict[str, int] = field(default_factory=dict, repr=False)
 
     def on_stats(self, record: StatsRecord) -> list[Finding]:
         if record.kind != "activation" or record.stats.hist is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -94,12 +94,12 @@ class Rule:
     def name(self) -> str:
         return type(self).__name__
 
-    def finding(self, step: int, mode: str, message: str, tensors=(), **evidence: float) -> Finding:
+    def finding(self, step: int, mode: str, message: str, tensors: Iterable[str] = (), **evidence: float) -> Finding:
         return Finding(self.code, self.name, Severity.parse(self.severity or self.default_severity), step, mode,
                        message, tuple(tensors), evidence)
 
     @classmethod
-    def parameters(cls) -> list[dataclasses.Field]:
+    def parameters(cls) -> list[dataclasses.Field[Any]]:
         return [f for f in dataclasses.fields(cls) if not f.name.startswith("_")]
 
     def state_dict(self) -> dict[str, Any]:

@@ -22,11 +22,11 @@ class ClassImbalance(Rule):
     threshold_imbalance: float = 10.0
     threshold_misprediction: float = 0.7
     min_samples: int = 100
-    _counts: dict = field(default_factory=dict, repr=False)
-    _wrong: dict = field(default_factory=dict, repr=False)
-    _reported: dict = field(default_factory=dict, repr=False)
+    _counts: dict[str, int] = field(default_factory=dict, repr=False)
+    _wrong: dict[str, int] = field(default_factory=dict, repr=False)
+    _reported: dict[str, int] = field(default_factory=dict, repr=False)
 
-    def on_predictions(self, step, mode, labels, predictions) -> list[Finding]:
+    def on_predictions(self, step: int, mode: str, labels: np.ndarray, predictions: np.ndarray) -> list[Finding]:
         for label, prediction in zip(labels.tolist(), predictions.tolist()):
             self._counts[str(label)] = self._counts.get(str(label), 0) + 1
             self._wrong[str(label)] = self._wrong.get(str(label), 0) + int(label != prediction)
@@ -62,10 +62,10 @@ class Confusion(Rule):
     min_diag: float = 0.9
     max_off_diag: float = 0.1
     min_samples: int = 100
-    _matrix: dict = field(default_factory=dict, repr=False)
+    _matrix: dict[str, int] = field(default_factory=dict, repr=False)
     _reported: bool = False
 
-    def on_predictions(self, step, mode, labels, predictions) -> list[Finding]:
+    def on_predictions(self, step: int, mode: str, labels: np.ndarray, predictions: np.ndarray) -> list[Finding]:
         for label, prediction in zip(labels.tolist(), predictions.tolist()):
             key = f"{label}->{prediction}"
             self._matrix[key] = self._matrix.get(key, 0) + 1

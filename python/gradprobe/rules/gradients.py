@@ -31,7 +31,7 @@ class VanishingGradient(Rule):
     default_severity = Severity.ERROR
     threshold: float = 1e-7
     exclude: tuple[str, ...] = (r"bias$",)  # regexes over tensor names
-    _reported: dict = field(default_factory=dict, repr=False)
+    _reported: dict[str, int] = field(default_factory=dict, repr=False)
 
     def on_stats(self, record: StatsRecord) -> list[Finding]:
         if record.kind != "grad":
@@ -69,7 +69,7 @@ class ExplodingGradient(Rule):
     max_norm: float = 1e3
     growth: float = 100.0
     window: int = 10
-    _history: dict = field(default_factory=dict, repr=False)
+    _history: dict[str, deque[float]] = field(default_factory=dict, repr=False)
 
     def on_stats(self, record: StatsRecord) -> list[Finding]:
         if record.kind != "grad":

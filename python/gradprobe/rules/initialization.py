@@ -38,7 +38,7 @@ class PoorWeightInitialization(Rule):
     std_factor: float = 10.0
     shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
     _checked_weights: bool = False
-    _losses: list = field(default_factory=list, repr=False)
+    _losses: list[float] = field(default_factory=list, repr=False)
     _grad_spread_reported: bool = False
     _loss_reported: bool = False
 
@@ -85,6 +85,7 @@ class PoorWeightInitialization(Rule):
         return found
 
     def _check_gradient_spread(self, record: StatsRecord) -> list[Finding]:
+        assert record.stats.hist is not None
         counts = record.stats.hist[per_row(record)].sum(axis=0)
         total = counts.sum()
         if total == 0:

@@ -20,7 +20,7 @@ class NLPSequenceRatio(Rule):
 
     code = "GP160"
     threshold: float = 0.5
-    _reported: dict = field(default_factory=dict, repr=False)
+    _reported: dict[str, int] = field(default_factory=dict, repr=False)
 
     def on_inputs(self, step: int, mode: str, counts: Mapping[str, int], total: int) -> list[Finding]:
         found = []

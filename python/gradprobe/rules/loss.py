@@ -33,7 +33,7 @@ class LossNotDecreasing(Rule):
     diff_percent: float = 0.0
     loss: str = "loss"
     mode: str = "train"
-    _window: list = field(default_factory=list, repr=False)
+    _window: list[float] = field(default_factory=list, repr=False)
     _reported_at: int = -1
 
     def on_scalars(self, record: ScalarRecord) -> list[Finding]:
@@ -72,7 +72,7 @@ class LossSpike(Rule):
     z_threshold: float = 6.0
     min_history: int = 10
     loss: str = "loss"
-    _history: deque = field(default_factory=lambda: deque(maxlen=50), repr=False)
+    _history: deque[float] = field(default_factory=lambda: deque(maxlen=50), repr=False)
 
     def on_scalars(self, record: ScalarRecord) -> list[Finding]:
         value = _loss(record, self.loss)
@@ -111,7 +111,7 @@ class Overfit(Rule):
     patience: int = 1
     start_step: int = 0
     loss: str = "loss"
-    _train: list = field(default_factory=list, repr=False)
+    _train: list[float] = field(default_factory=list, repr=False)
     _strikes: int = 0
     _reported: bool = False
 
@@ -156,9 +156,9 @@ class Overtraining(Rule):
     patience_train: int = 5
     patience_validation: int = 10
     loss: str = "loss"
-    _best: dict = field(default_factory=dict, repr=False)
-    _since: dict = field(default_factory=dict, repr=False)
-    _reported: dict = field(default_factory=dict, repr=False)
+    _best: dict[str, float] = field(default_factory=dict, repr=False)
+    _since: dict[str, int] = field(default_factory=dict, repr=False)
+    _reported: dict[str, int] = field(default_factory=dict, repr=False)
 
     def on_scalars(self, record: ScalarRecord) -> list[Finding]:
         value = _loss(record, self.loss)

@@ -27,7 +27,7 @@ class NonFinite(Rule):
 
     code = "GP100"
     default_severity = Severity.CRITICAL
-    _active: dict = field(default_factory=dict, repr=False)
+    _active: dict[str, int] = field(default_factory=dict, repr=False)
 
     def on_stats(self, record: StatsRecord) -> list[Finding]:
         rows = per_row(record)

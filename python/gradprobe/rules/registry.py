@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from importlib import metadata
 
 from .activations import DeadUnits, SaturatedActivation
@@ -58,7 +59,7 @@ def default() -> list[Rule]:
             LossNotDecreasing(num_steps=25), StalledTraining()]
 
 
-def resolve(spec: str | list | None) -> list[Rule]:
+def resolve(spec: str | Iterable[str | Rule] | None) -> list[Rule]:
     """Rules from a CLI/config value: 'default', 'all', or a comma-separated list of codes or names."""
     if spec is None or spec == "default":
         return default()

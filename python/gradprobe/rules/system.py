@@ -20,7 +20,7 @@ class StalledTraining(Rule):
     threshold: float = 1800.0
     _reported_for: float = -1.0
 
-    def on_tick(self, now, last_step_time, step, mode) -> list[Finding]:
+    def on_tick(self, now: float, last_step_time: float | None, step: int, mode: str) -> list[Finding]:
         if last_step_time is None or now - last_step_time < self.threshold or self._reported_for == last_step_time:
             return []
         self._reported_for = last_step_time

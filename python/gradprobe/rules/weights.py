@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -26,7 +28,7 @@ class WeightUpdateRatio(Rule):
     large: float = 10.0
     small: float = 1e-8
     start_step: int = 1  # the first step of a run often moves weights unusually
-    _reported: dict = field(default_factory=dict, repr=False)
+    _reported: dict[Any, int] = field(default_factory=dict, repr=False)
 
     def on_stats(self, record: StatsRecord) -> list[Finding]:
         if record.kind != "update" or record.ratio is None or record.step < self.start_step:
@@ -48,10 +50,10 @@ class WeightUpdateRatio(Rule):
                                           f"({sign} {bound:g}; e.g. {example:.3g})", names, ratio=example))
         return found
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         return {"_reported": [[k[0], k[1], v] for k, v in self._reported.items()]}
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self._reported = {(a, b): v for a, b, v in state["_reported"]}
 
 
@@ -70,7 +72,7 @@ class AllZero(Rule):
     default_severity = Severity.ERROR
     kinds: tuple[str, ...] = ("grad", "weight")
     min_numel: int = 2  # scalars (e.g. a zero bias of one unit) are not reported
-    _reported: dict = field(default_factory=dict, repr=False)
+    _reported: dict[Any, int] = field(default_factory=dict, repr=False)
 
     def on_stats(self, record: StatsRecord) -> list[Finding]:
         if record.kind not in self.kinds:
@@ -99,9 +101,9 @@ class UnchangedTensor(Rule):
 
     code = "GP112"
     num_steps: int = 3
-    _streak: dict = field(default_factory=dict, repr=False)
-    _last: dict = field(default_factory=dict, repr=False)
-    _reported: dict = field(default_factory=dict, repr=False)
+    _streak: dict[str, int] = field(default_factory=dict, repr=False)
+    _last: dict[str, list[float]] = field(default_factory=dict, repr=False)
+    _reported: dict[Any, int] = field(default_factory=dict, repr=False)
 
     def on_stats(self, record: StatsRecord) -> list[Finding]:
         if record.kind != "weight":
@@ -139,7 +141,7 @@ class TensorVariance(Rule):
     kinds: tuple[str, ...] = ("weight",)
     min_threshold: float = 1e-14
     max_threshold: float = 1e4
-    _reported: dict = field(default_factory=dict, repr=False)
+    _reported: dict[Any, int] = field(default_factory=dict, repr=False)
 
     def on_stats(self, record: StatsRecord) -> list[Finding]:
         if record.kind not in self.kinds:
@@ -160,8 +162,8 @@ class TensorVariance(Rule):
                                           f"{self.min_threshold if label == 'below' else self.max_threshold:g}", names))
         return found
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         return {"_reported": [[k[0], k[1], v] for k, v in self._reported.items()]}
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self._reported = {(a, b): v for a, b, v in state["_reported"]}

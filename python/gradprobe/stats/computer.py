@@ -52,8 +52,8 @@ class PendingStats:
                     launch.read(out, hist)
                 else:
                     part = np.empty((len(rows), len(FIELDS)), np.float64)
-                    part_hist = np.zeros((len(rows), HIST_BINS), np.uint64) if hist is not None else None
-                    launch.read(part, part_hist)
+                    launch.read(part, None if hist is None else (part_hist := np.zeros((len(rows), HIST_BINS),
+                                                                                       np.uint64)))
                     out[rows] = part
                     if hist is not None:
                         hist[rows] = part_hist

@@ -76,8 +76,9 @@ def concat_tables(*tables: Table) -> Table:
     if len(tables) == 1:
         return tables[0]
     source = tables[0].source if all(t.source == tables[0].source for t in tables) else "mixed"
-    return Table(*(np.concatenate([getattr(t, f) for t in tables])
-                   for f in ("a_ptrs", "b_ptrs", "numels", "dtypes_a", "dtypes_b", "device_codes")),
+    return Table(np.concatenate([t.a_ptrs for t in tables]), np.concatenate([t.b_ptrs for t in tables]),
+                 np.concatenate([t.numels for t in tables]), np.concatenate([t.dtypes_a for t in tables]),
+                 np.concatenate([t.dtypes_b for t in tables]), np.concatenate([t.device_codes for t in tables]),
                  source, [], None)
 
 
@@ -89,7 +90,8 @@ def code_of_device(device: Device) -> int:
     return -1 if device[0] == "cpu" else device[1]
 
 
-def _torch():
+def _torch() -> Any:
+    """The torch module, or None: torch is optional (inputs may be NumPy, CuPy or DLPack arrays)."""
     try:
         import torch
     except ImportError:  # pragma: no cover - torch is optional
@@ -254,6 +256,7 @@ def build_table(a: Sequence[Any], b: Sequence[Any] | None = None) -> Table:
             if db.device != da.device:
                 raise InputError(f"tensor {i}: a is on {device_name(da.device)} but b on {device_name(db.device)}")
             b_ptrs[i], dtypes_b[i] = db.ptr, db.dtype
+            assert b_objs is not None
             b_objs.append(db.keepalive)
         devices[i] = code_of_device(da.device)
         sources.add(da.kind)

@@ -68,7 +68,7 @@ class Stats:
             if len(names) != len(self):
                 raise ValueError(f"to_pandas: {len(names)} names for {len(self)} tensors")
             frame.index = pd.Index(list(names), name="tensor")
-        return frame
+        return frame  # type: ignore[no-any-return]  # pandas-stubs types the constructor loosely
 
 
 def merge(a: Stats, b: Stats) -> Stats:

@@ -60,7 +60,8 @@ class Run:
         unknown = [s for s in (stats or ()) if s not in STAT_COLUMNS]
         if unknown:
             raise ValueError(f"unknown statistic {unknown[0]!r} (known: {', '.join(STAT_COLUMNS)})")
-        return frame[keep].reset_index(drop=True)
+        result: pd.DataFrame = frame[keep].reset_index(drop=True)
+        return result
 
     def hist(self, kind: str = "grad", names: Iterable[str] | None = None, mode: str | None = None
              ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
@@ -72,15 +73,17 @@ class Run:
         return rows, counts, hist_edges()
 
     def scalars(self, names: Iterable[str] | None = None, mode: str | None = None) -> pd.DataFrame:
-        frame = self.table("scalars").to_pandas()
+        frame: pd.DataFrame = self.table("scalars").to_pandas()
         if names is not None:
             frame = frame[frame["name"].isin(list(names))]
         if mode is not None:
             frame = frame[frame["mode"] == mode]
-        return frame.sort_values(["step", "name"], kind="stable").reset_index(drop=True)
+        result: pd.DataFrame = frame.sort_values(["step", "name"], kind="stable").reset_index(drop=True)
+        return result
 
     def inputs(self) -> pd.DataFrame:
-        return self.table("inputs").to_pandas()
+        frame: pd.DataFrame = self.table("inputs").to_pandas()
+        return frame
 
     def steps(self, mode: str | None = "train") -> np.ndarray:
         steps = set()
@@ -155,14 +158,15 @@ class Run:
 
     def _stats_frame(self, kind: str | None, names: Iterable[str] | None, mode: str | None) -> pd.DataFrame:
         table = self.table("stats")
-        frame = table.to_pandas()
+        frame: pd.DataFrame = table.to_pandas()
         if kind is not None:
             frame = frame[frame["kind"] == kind]
         if names is not None:
             frame = frame[frame["tensor"].isin(list(names))]
         if mode is not None:
             frame = frame[frame["mode"] == mode]
-        return frame.sort_values(["step", "kind"], kind="stable")
+        result: pd.DataFrame = frame.sort_values(["step", "kind"], kind="stable")
+        return result
 
 
 _KIND_ORDER = {"activation": 0, "grad": 1, "weight": 2, "update": 3}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from importlib import resources
+from typing import Any
 
 import numpy as np
 
@@ -45,11 +46,12 @@ def availability() -> str | None:
 
 
 class CupyLaunch:
-    def __init__(self, event, out, hist, table: Table) -> None:
-        self._event, self._out, self._hist, self._table = event, out, hist, table
+    def __init__(self, event: Any, out: Any, hist: Any, table: Table) -> None:
+        self._event, self._out, self._hist = event, out, hist
+        self._table: Table | None = table  # keeps the inputs alive until the results are read
 
     def done(self) -> bool:
-        return self._event.done
+        return bool(self._event.done)
 
     def read(self, out: np.ndarray, hist: np.ndarray | None) -> None:
         self._event.synchronize()
@@ -76,7 +78,7 @@ class CupyBackend:
     def can_read(self, device: Device) -> bool:
         return device[0] == "cuda"
 
-    def kernel(self, index: int):
+    def kernel(self, index: int) -> Any:
         kernel = self._kernels.get(index)
         if kernel is None:
             with self._cupy.cuda.Device(index):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .._layout import FIELDS, HIST_BINS, HIST_EXP_MIN
@@ -9,7 +11,7 @@ from ..inputs import Device, Table
 from .base import Finished
 
 
-def _as_torch(x):
+def _as_torch(x: Any) -> Any:
     import torch
 
     if isinstance(x, torch.Tensor):
@@ -21,7 +23,7 @@ def _as_torch(x):
     return torch.from_dlpack(x)
 
 
-def reference_row(a, b=None) -> tuple[list[float], np.ndarray]:
+def reference_row(a: Any, b: Any = None) -> tuple[list[float], np.ndarray]:
     """The statistics row and histogram of a (or a - b) computed in float64 with torch."""
     import torch
 
