@@ -35,14 +35,26 @@ def test_schedule_from_values_and_errors():
         Schedule.from_value(True)
 
 
-@pytest.mark.parametrize("preset", ["minimal", "default", "full"])
-def test_presets_grow_in_cost(preset):
-    config = ProbeConfig.from_preset(preset)
-    kinds = {c.kind for c in config.collections}
-    assert "grad" in kinds
-    if preset != "minimal":
-        assert {"weight", "update", "activation"} <= kinds
-    assert resolve_config(preset).preset == preset
+def measurements(config: ProbeConfig, steps: int = 100) -> dict[str, int]:
+    """Per mode: how many (collection, step) measurements the preset makes in `steps` steps, and
+    how many of them carry histograms: what the preset costs."""
+    cost = {}
+    for mode in ("train", "eval"):
+        due = [(c, s) for c in config.collections for s in range(steps) if c.due(mode, s)]
+        cost[mode] = len(due)
+        cost[f"{mode} histograms"] = sum(c.histogram for c, _ in due)
+    return cost
+
+
+def test_presets_grow_in_cost():
+    minimal, default, full = (measurements(ProbeConfig.from_preset(p)) for p in ("minimal", "default", "full"))
+    for key in minimal:
+        assert minimal[key] <= default[key] <= full[key], key
+    assert minimal["train"] < default["train"] < full["train"]
+    assert minimal["eval"] < full["eval"] and default["eval"] < full["eval"]
+    kinds = {p: {c.kind for c in ProbeConfig.from_preset(p).collections} for p in ("minimal", "default", "full")}
+    assert kinds["minimal"] == {"grad"} and kinds["minimal"] < kinds["default"] < kinds["full"]
+    assert all(resolve_config(p).preset == p for p in kinds)
 
 
 def test_unknown_keys_are_errors_naming_the_key(tmp_path):

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from gradprobe.rules import Severity, all_rules, default, find
+from gradprobe.rules import Finding, Severity, all_rules, default, find
 from gradprobe.rules.activations import DeadUnits, SaturatedActivation
 from gradprobe.rules.classification import ClassImbalance, Confusion
 from gradprobe.rules.gradients import ExplodingGradient, LowPrecisionRange, VanishingGradient
@@ -265,5 +265,36 @@ def test_find_and_severity_parsing():
 
 
 def test_rules_never_raise_to_report():
-    for rule in default():
-        assert rule.on_scalars(scalars(0, loss=float("inf"))) is not None
+    """Every rule, fed hostile records through every hook, returns a list of findings (never None,
+    never an exception), and a non-finite loss is reported as data."""
+    nan = float("nan")
+    hostile = [
+        ("scalars", scalars(0, loss=float("inf"))),
+        ("scalars", scalars(1, loss=nan, lr=nan)),
+        ("scalars", scalars(2)),
+        ("stats", stats_record(3, "grad", {"w": {"numel": 0, "finite": 0, "l1": 0.0, "l2": 0.0, "min": nan,
+                                                  "max": nan, "mean": nan, "std": nan}})),
+        ("stats", stats_record(4, "weight", {"w": {"nans": 100, "finite": 0, "l2": nan, "std": nan}})),
+        ("stats", stats_record(5, "update", {"w": {"infs": 3}}, ratio={"w": nan})),
+        ("stats", stats_record(6, "activation", {"relu:input": {"zeros": 100}})),
+        ("stats", stats_record(7, "grad", {})),
+        ("inputs", (8, "train", {"pad": 0}, 0)),
+        ("pred", (9, "train", np.array([], np.int64), np.array([], np.int64))),
+        ("tick", (1e9, None, 9, "train")),
+    ]
+    for rule_type in all_rules():
+        rule = rule_type()
+        for kind, payload in hostile:
+            if kind == "stats":
+                found = rule.on_stats(payload)
+            elif kind == "scalars":
+                found = rule.on_scalars(payload)
+            elif kind == "inputs":
+                found = rule.on_inputs(*payload)
+            elif kind == "pred":
+                found = rule.on_predictions(*payload)
+            else:
+                found = rule.on_tick(*payload)
+            assert isinstance(found, list) and all(isinstance(f, Finding) for f in found), (rule.name, kind)
+    reported = NonFinite().on_scalars(scalars(0, loss=float("inf")))
+    assert [f.code for f in reported] == ["GP100"] and reported[0].tensors == ("loss",)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
@@ -18,6 +18,11 @@ finite_data = arrays(np.float32, st.integers(1, 3000), elements=st.floats(-1e6, 
 # Scaling by 2^k is exact only while nothing under- or overflows: |x| >= 2^-100 (or 0) keeps x * 2^-20 normal.
 scalable_data = arrays(np.float32, st.integers(1, 3000),
                        elements=st.floats(-1e6, 1e6, width=32).filter(lambda v: v == 0 or abs(v) >= 2.0**-100))
+# Values of known binary exponent (sign * m * 2^e, m in [1, 2)), for the histogram-shift property.
+signs = st.sampled_from([-1.0, 1.0])
+exponent_data = arrays(np.float32, st.integers(1, 300),
+                       elements=st.builds(lambda s, m, e: np.float32(s * m * 2.0**e), signs, st.floats(1, 1.99),
+                                          st.integers(-44, 43)))
 
 
 @settings(max_examples=60, deadline=None)
@@ -38,10 +43,19 @@ def test_power_of_two_scaling_is_exact_and_shifts_histogram(x, k):
     assert t.min[0] == s.min[0] * c and t.max[0] == s.max[0] * c
     assert abs(t.l1[0] - s.l1[0] * c) <= 1e-6 * s.l1[0] * c
     assert abs(t.l2[0] - s.l2[0] * c) <= 1e-6 * s.l2[0] * c
-    inner = s.hist[0][1:-1]
-    shifted = np.roll(t.hist[0], -k)[1:-1]
-    if s.hist[0][0] == 0 and s.hist[0][-1] == 0 and t.hist[0][0] == 0 and t.hist[0][-1] == 0:
-        assert (inner == shifted).all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(exponent_data, st.integers(-20, 20))
+def test_power_of_two_scaling_shifts_the_histogram(x, k):
+    # Precondition: before and after scaling, every value has a bin of its own exponent (none in the
+    # under- or overflow bins) and stays a normal float32.
+    lowest, highest = np.abs(x).min(), np.abs(x).max()
+    assume(2.0**-64 <= lowest * 2.0**min(k, 0) and highest * 2.0**max(k, 0) < 2.0**64)
+    assume(lowest * 2.0**min(k, 0) >= np.finfo(np.float32).tiny)
+    s, t = tensor_stats([x]), tensor_stats([x * np.float32(2.0**k)])
+    assert s.hist[0][0] == s.hist[0][-1] == t.hist[0][0] == t.hist[0][-1] == 0
+    assert (np.roll(t.hist[0], -k) == s.hist[0]).all() and s.hist[0].sum() == x.size
 
 
 @settings(max_examples=40, deadline=None)
