@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from gradprobe.rules import Finding, Severity, all_rules, default, find
+from gradprobe.rules import Finding, Severity, all_rules, find
 from gradprobe.rules.activations import DeadUnits, SaturatedActivation
 from gradprobe.rules.classification import ClassImbalance, Confusion
 from gradprobe.rules.gradients import ExplodingGradient, LowPrecisionRange, VanishingGradient

@@ -7,6 +7,9 @@ import torch
 
 import gradprobe
 from gradprobe import diff_stats, tensor_stats
+from gradprobe.stats.backends import ResultsRingFull
+from gradprobe.stats.backends.cuda import CudaBackend
+from gradprobe.stats.inputs import build_table
 
 from .data import DTYPES, GPU_CHUNK, planted, shapes_for
 from .oracle import assert_stats_close, reference
@@ -69,3 +72,31 @@ def test_results_survive_slot_reuse():
     pending = [computer.launch([x], None, histogram=False, backend="cuda") for x in xs]
     for i, p in enumerate(pending):
         assert p.result().mean[0] == float(i)
+
+
+def test_cupy_backend_can_be_named_on_a_cuda_build(rng_seed):
+    pytest.importorskip("cupy", reason="CuPy is not installed: the cupy backend cannot run")
+    g = torch.Generator().manual_seed(rng_seed)
+    tensors = [planted(n, torch.float32, g).cuda() for n in (0, 7, GPU_CHUNK + 1)]
+    assert "cupy" in gradprobe.backends(), gradprobe.unavailable_backends()
+    assert_stats_close(tensor_stats(tensors, backend="cupy"), reference(tensors), f"cupy seed={rng_seed}")
+    b = [t + 0.5 for t in tensors]
+    assert_stats_close(diff_stats(tensors, b, backend="cupy"), reference(tensors, b), f"cupy diff seed={rng_seed}",
+                       pair=True)
+
+
+def test_pinned_result_ring_is_bounded():
+    backend = CudaBackend(max_slots=3)
+    device = ("cuda", torch.cuda.current_device())
+    xs = [torch.full((100,), float(i), device="cuda") for i in range(4)]
+    held = [backend.launch(build_table([x]), device, False) for x in xs[:3]]
+    with pytest.raises(ResultsRingFull, match="3 result slots"):
+        backend.launch(build_table([xs[3]]), device, False)
+    engine = backend.engine(device[1])
+    assert engine.num_slots == engine.max_slots == 3
+    held[0].release()
+    torch.cuda.synchronize()
+    again = backend.launch(build_table([xs[3]]), device, False)
+    out = torch.empty(1, 11, dtype=torch.float64).numpy()
+    again.read(out, None)
+    assert out[0, 6] == 3.0 and engine.num_slots == 3  # mean of the fourth tensor, in a reused slot

@@ -11,6 +11,7 @@ Where each kind is taken:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -20,7 +21,7 @@ from ..stats import PendingStats, StatsComputer
 from ..stats.backends import ResultsRingFull
 from ..stats.inputs import Table
 from .config import ProbeConfig
-from .consumer import Consumer, StatsItem
+from .consumer import Consumer, InputItem, StatsItem
 from .meta import ParameterGroups
 from .plans import CapturePlans, Due, KindPlan
 from .post_step import PostStepPass
@@ -120,6 +121,18 @@ class TensorCapture:
         except ResultsRingFull:
             self._consumer.dropped[f"{kind} (results ring full)"] += 1
             return None
+
+    def model_inputs(self, args: Any, kwargs: Any, mode: str, step: int) -> None:
+        """Counts of the configured token ids among the model's input_ids (first integer tensor)."""
+        if not any(c.due(mode, step) for c in self.config.collections if c.kind == "input"):
+            return
+        ids = kwargs.get("input_ids")
+        if ids is None:
+            ids = next((a for a in args if isinstance(a, torch.Tensor) and not a.is_floating_point()), None)
+        if ids is not None:
+            ids = ids.detach()
+            counts = {token: (ids == token_id).sum() for token, token_id in self.config.token_ids.items()}
+            self._consumer.put(InputItem(step, mode, "input_ids", counts, ids.numel()))
 
     def _launch(self, plan: KindPlan, due: Due, attr: str | None
                 ) -> tuple[list[str], pa.Array, np.ndarray, PendingStats | None]:

@@ -19,24 +19,26 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..actions import Action, ActionContext, ActionRunner
+from ..actions import Action
 from ..records import Observer
-from ..rules import Finding, Rule, RuleEngine, resolve
+from ..rules import Finding, Rule
 from .capture import StepState, TensorCapture
 from .config import MODES, ProbeConfig, resolve_config
-from .consumer import Consumer, InputItem, PredictionItem
+from .consumer import Consumer, PredictionItem
 from .hooks import ProbeHooks
 from .meta import ParameterGroups, model_facts
 from .scalars import scalar_item
 from .session import RunSession
 from .stop import StopAgreement
+from .watch import Watch
 
 ConfigLike = ProbeConfig | str | Path | Mapping[str, Any] | None
 Optimizers = torch.optim.Optimizer | Sequence[torch.optim.Optimizer] | None
@@ -70,20 +72,13 @@ class Probe:
         self._session = RunSession(self.out_dir, exist, self.config.store)
         self.rank, self.world_size = self._session.rank, self._session.world_size
         self._stop = StopAgreement(self.world_size)
-        rule_list = resolve(rules) if rules is None or isinstance(rules, str) else list(rules)
-        action_list = list(actions or ())
-        self.engine: RuleEngine | None = None
-        self._actions: ActionRunner | None = None
-        if rule_list or action_list:
-            context = ActionContext(self.out_dir, self._request_stop)
-            self._actions = ActionRunner(action_list, self._session.event, context)
-            self.engine = RuleEngine(rule_list, emit=self._session.event, on_finding=self._actions.submit)
-        self._consumer = Consumer(self._session.writer.write, [*observers, *([self.engine] if self.engine else [])],
+        self._watch = Watch(rules, actions, self._session.event, self.out_dir)
+        self.engine = self._watch.engine
+        self._consumer = Consumer(self._session.writer.write, [*observers, *self._watch.observers],
                                   max_items=self.config.max_queued_items,
                                   max_wait_seconds=self.config.max_queue_wait_seconds)
         self._capture = TensorCapture(model, self.config, self._consumer)
-        if self.engine is not None:
-            self.engine.give_facts(model_facts(model, self._capture.plans.groups))
+        self._watch.give_facts(model_facts(model, self._capture.plans.groups))
         self._session.write_meta(model, self._capture.plans.groups, self.config.to_dict())
         self._hooks = ProbeHooks(model, self.optimizers, self.config, before_optimizer_step=self._before_optimizer_step,
                                  before_clipping=self._before_clipping, on_registration=self._capture.on_registration,
@@ -132,10 +127,8 @@ class Probe:
         self._steps[mode] += 1
         self._state = StepState()
         self._hooks.arm_activations(self._mode, self._steps[self._mode])
-        asked = self.engine.stop_reason if self.engine is not None else None
-        if self.engine is not None:
-            self.engine.mark_step(step, mode)
-        reason = self._stop.end_of_step(asked, self._steps["train"])
+        self._watch.mark_step(step, mode)
+        reason = self._stop.end_of_step(self._watch.stop_reason, self._steps["train"])
         if reason is not None:
             self.stop(reason)
 
@@ -143,14 +136,14 @@ class Probe:
     def should_stop(self) -> bool:
         """True once a stop was requested (StopTraining, probe.stop()). In a single process a request
         counts at once; across ranks it counts at the end of the step on which every rank agreed."""
-        if not self._should_stop and self._stop.immediate and self.engine is not None and self.engine.stop_reason:
-            self.stop(self.engine.stop_reason)
+        if not self._should_stop and self._stop.immediate and self._watch.stop_reason is not None:
+            self.stop(self._watch.stop_reason)
         return self._should_stop
 
     @property
     def findings(self) -> list[Finding]:
         """Findings so far (rules run on the consumer thread; call flush() to wait for the latest)."""
-        return list(self.engine.findings) if self.engine is not None else []
+        return self._watch.findings
 
     def observe_predictions(self, labels: Any, predictions: Any, mode: str | None = None) -> None:
         """Labels and predicted classes of a batch, for ClassImbalance and Confusion."""
@@ -177,10 +170,7 @@ class Probe:
         self._closed = True
         self._hooks.remove()
         self._consumer.close()
-        if self.engine is not None:
-            self.engine.close()
-        if self._actions is not None:
-            self._actions.close()
+        self._watch.close()
         status = "failed" if error is not None else ("stopped" if self._should_stop else "completed")
         self._session.close(status, self._steps, error, self._consumer.dropped)
 
@@ -190,52 +180,35 @@ class Probe:
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         self.close(exc)
 
-    # -- hooks (training thread) ------------------------------------------------------------------
-    def _before_optimizer_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        if self._state.optimizer_stepped or self._closed:
-            return
+    # -- hooks (training thread): timed, and never raising into training ---------------------------
+    @contextmanager
+    def _hook(self, where: str) -> Iterator[None]:
         started = time.perf_counter()
-        self._state.optimizer_stepped = True
         try:
-            self._model_changed(self._capture.refresh_if_stale())
-            self._capture.before_optimizer_step(self._state, self._mode, self._steps[self._mode])
+            yield
         except Exception as error:
-            self._record_failure("optimizer step hook", error)
+            self._record_failure(where, error)
         self._state.overhead += time.perf_counter() - started
+
+    def _before_optimizer_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        if not self._state.optimizer_stepped and not self._closed:
+            self._state.optimizer_stepped = True
+            with self._hook("optimizer step hook"):
+                self._model_changed(self._capture.refresh_if_stale())
+                self._capture.before_optimizer_step(self._state, self._mode, self._steps[self._mode])
 
     def _before_clipping(self, parameters: Any) -> None:
-        if self._state.grads_taken or self._closed or self._mode != "train":
-            return
-        started = time.perf_counter()
-        try:
-            self._capture.grads(self._state, self._mode, self._steps[self._mode])
-        except Exception as error:
-            self._record_failure("clip hook", error)
-        self._state.overhead += time.perf_counter() - started
+        if not self._state.grads_taken and not self._closed and self._mode == "train":
+            with self._hook("clip hook"):
+                self._capture.grads(self._state, self._mode, self._steps[self._mode])
 
     def _on_activations(self, labels: list[str], tensors: list[torch.Tensor]) -> None:
-        started = time.perf_counter()
-        try:
+        with self._hook("activation capture"):
             self._capture.activations(labels, tensors, self._mode, self._steps[self._mode])
-        except Exception as error:
-            self._record_failure("activation capture", error)
-        self._state.overhead += time.perf_counter() - started
 
     def _on_model_inputs(self, module: torch.nn.Module, args: Any, kwargs: Any) -> None:
-        mode, step = self._mode, self._steps[self._mode]
-        if not any(c.due(mode, step) for c in self.config.collections if c.kind == "input"):
-            return
-        ids = kwargs.get("input_ids")
-        if ids is None:
-            ids = next((a for a in args if isinstance(a, torch.Tensor) and not a.is_floating_point()), None)
-        if ids is not None:
-            ids = ids.detach()
-            counts = {token: (ids == token_id).sum() for token, token_id in self.config.token_ids.items()}
-            self._consumer.put(InputItem(step, mode, "input_ids", counts, ids.numel()))
-
-    def _request_stop(self, reason: str) -> None:
-        if self.engine is not None:  # StopTraining, through the actions' context
-            self.engine.request_stop(reason)
+        with self._hook("input capture"):
+            self._capture.model_inputs(args, kwargs, self._mode, self._steps[self._mode])
 
     def _model_changed(self, groups: ParameterGroups | None) -> None:
         if groups is not None:
