@@ -6,8 +6,9 @@ import threading
 
 import torch
 
-from gradprobe import Probe, ProbeConfig, open_run
+from gradprobe import Probe, ProbeConfig, StatsComputer, open_run
 from gradprobe.probe.config import builtin_collections
+from gradprobe.stats.backends import ResultsRingFull
 
 from .helpers import TinyMLP, batch
 
@@ -109,3 +110,35 @@ def test_no_drops_when_the_consumer_keeps_up(tmp_path):
             probe.step()
     run = open_run(tmp_path / "run")
     assert run.meta["dropped"] == {} and not run.events("dropped")
+
+
+def test_a_full_results_ring_drops_that_launch_with_a_count(tmp_path, monkeypatch):
+    """What the probe does when a GPU engine's pinned result ring is full (simulated here: the
+    real ring is tested on a GPU in tests/stats/test_gpu.py): that kind's measurement is dropped
+    and counted, the step goes on, nothing is warned or raised."""
+    original = StatsComputer.launch_table
+    calls = {"n": 0}
+
+    def every_third_launch_finds_the_ring_full(self, table, *, histogram, backend):
+        calls["n"] += 1
+        if calls["n"] % 3 == 0:
+            raise ResultsRingFull("all result slots hold unread results")
+        return original(self, table, histogram=histogram, backend=backend)
+
+    monkeypatch.setattr(StatsComputer, "launch_table", every_third_launch_finds_the_ring_full)
+    model = TinyMLP()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    config = ProbeConfig(collections=builtin_collections("minimal")[:1])
+    with Probe(model, opt, out_dir=tmp_path / "run", config=config, rules=[]) as probe:
+        for step in range(12):
+            x, y = batch(step)
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+            opt.zero_grad()
+            probe.step()
+    run = open_run(tmp_path / "run")
+    due = [s for s in range(12) if config.collections[0].due("train", s)]
+    recorded = sorted(set(run.stats("grad").step))
+    dropped = run.meta["dropped"].get("grad (results ring full)", 0)
+    assert dropped == calls["n"] // 3 > 0 and len(recorded) == len(due) - dropped
+    assert set(recorded) < set(due) and not run.events("error")
