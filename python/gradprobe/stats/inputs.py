@@ -39,7 +39,8 @@ class Described:
 
 @dataclass
 class Table:
-    """Inputs grouped by device; `index[d]` are the input positions of device d's rows."""
+    """The raw input table: per row a data pointer (and b's, for pairs a - b; 0 otherwise), element
+    count, dtype codes and device; `groups()` splits it per device."""
 
     a_ptrs: np.ndarray
     b_ptrs: np.ndarray
