@@ -125,7 +125,7 @@ class Consumer:
         except queue.Full:
             pass
         self._dropping = True
-        self.dropped[getattr(item, "kind", type(item).__name__)] += 1
+        self.dropped[item.kind] += 1
         _discard(item)
 
     def drain(self, timeout: float = 120.0) -> bool:
