@@ -57,6 +57,16 @@ def test_presets_grow_in_cost():
     assert all(resolve_config(p).preset == p for p in kinds)
 
 
+def test_backends_the_probe_cannot_use_are_refused_by_name():
+    with pytest.raises(ValueError, match="backend 'torch' cannot run the probe"):
+        ProbeConfig(backend="torch")
+    with pytest.raises(ValueError, match="backend 'tpu' cannot run the probe"):
+        ProbeConfig.from_dict({"backend": "tpu"})
+    assert ProbeConfig.from_dict({"backend": "cpu"}).backend == "cpu"
+    with pytest.raises(ValueError, match="max_queued_items"):
+        ProbeConfig(max_queued_items=0)
+
+
 def test_unknown_keys_are_errors_naming_the_key(tmp_path):
     with pytest.raises(ValueError, match="config: unknown key 'colections'"):
         ProbeConfig.from_dict({"colections": {}})

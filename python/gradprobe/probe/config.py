@@ -17,6 +17,8 @@ from .schedule import Schedule
 TENSOR_KINDS: tuple[str, ...] = ("grad", "weight", "update", "activation")
 KINDS: tuple[str, ...] = TENSOR_KINDS + ("input",)
 MODES: tuple[str, ...] = ("train", "eval", "predict")
+# Statistics backends the probe's native tables can run on (None: the best per device).
+PROBE_BACKENDS: tuple[str | None, ...] = (None, "cpu", "cuda", "cupy")
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,7 @@ class ProbeConfig:
     # Which modules' outputs are activations: "leaf" (modules without children) or a regex list.
     activation_modules: tuple[str, ...] = ()
     token_ids: Mapping[str, int] = field(default_factory=dict)  # inputs: e.g. {"pad": 0, "unk": 100}
-    backend: str | None = None  # statistics backend; None picks per device
+    backend: str | None = None  # statistics backend (PROBE_BACKENDS); None picks per device
     cpu_threads: int = 0
     preset: str = "default"
     # The consumer queue between the training thread and the consumer thread (probe/consumer.py):
@@ -100,6 +102,14 @@ class ProbeConfig:
     # once per stall, then drops items (released unread, counted in meta.json's "dropped").
     max_queued_items: int = 1024
     max_queue_wait_seconds: float = 0.01
+
+    def __post_init__(self) -> None:
+        if self.backend not in PROBE_BACKENDS:
+            raise ValueError(f"backend {self.backend!r} cannot run the probe (choose from "
+                             f"{', '.join(str(b) for b in PROBE_BACKENDS)}; 'torch', the float64 reference, "
+                             "reads tensor objects one by one and serves tensor_stats() and the tests)")
+        if self.max_queued_items < 2 or self.max_queue_wait_seconds < 0:
+            raise ValueError("max_queued_items must be >= 2 and max_queue_wait_seconds >= 0")
 
     @classmethod
     def from_preset(cls, name: str) -> ProbeConfig:
