@@ -1,4 +1,4 @@
-"""Zero-code mode: `gradprobe run [--out DIR] [--config FILE] -- python train.py ARGS`.
+"""Zero-code mode: `gradprobe run [--out DIR] [--config FILE] -- python [options] train.py ARGS`.
 
 Runs the script with global hooks and no edit to it:
 - module forward hooks find the model: the outermost module call (nothing else running) that
@@ -8,6 +8,9 @@ Runs the script with global hooks and no edit to it:
 - every optimizer step then ends a probe step; the loss is the scalar tensor that backward() was
   last called on (or the model output's .loss);
 - the probe closes when the script ends, normally or by an exception.
+What it attached to, or why it attached to nothing, is said on stderr and written to meta.json.
+Every argument is checked before the script starts; the script's exit code and `sys.exit`
+message pass through unchanged.
 """
 
 from __future__ import annotations
@@ -23,12 +26,41 @@ from typing import Any
 import torch
 import torch.optim.optimizer as torch_optimizer
 
+from .probe.config import ProbeConfig, resolve_config
+from .store.writer import prepare_run_dir, update_meta, write_json_atomic
+
+META_FILE = "meta.json"
+HOW_TO_ATTACH = (
+    "attach by hand: probe = gradprobe.Probe(model, optimizer, out_dir=...), then probe.step(loss=loss) "
+    "after each optimizer step and probe.close() at the end (see the README)")
+
+
+def _count(module_or_params: Any) -> int:
+    return sum(p.numel() for p in module_or_params)
+
+
+def _describe_optimizer(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    return {"type": type(optimizer).__name__, "param_groups": len(optimizer.param_groups),
+            "tensors": len(params), "parameters": _count(params),
+            "lr": [group.get("lr") for group in optimizer.param_groups]}
+
+
+def _say(message: str) -> None:
+    print(f"gradprobe: {message}", file=sys.stderr, flush=True)
+
 
 class AutoAttach:
-    def __init__(self, out_dir: Path, config: Any, exist: str = "error") -> None:
+    def __init__(self, out_dir: Path, config: ProbeConfig, exist: str = "error") -> None:
         self.out_dir, self.config, self.exist = out_dir, config, exist
-        self.probe = None
+        self.probe: Any = None
+        self.attached: dict[str, Any] | None = None
         self._roots: list[torch.nn.Module] = []
+        self._optimizers_seen: dict[int, torch.optim.Optimizer] = {}
+        self._unmatched_optimizers: list[str] = []  # stepped before any module owning its parameters ran
+        self._backward_calls = 0
+        self._steps_recorded = 0
+        self._reported = False
         self._depth = 0
         self._loss: torch.Tensor | None = None
         self._handles = [
@@ -40,7 +72,8 @@ class AutoAttach:
         self._original_backward = torch.Tensor.backward
         attach = self
 
-        def backward(tensor, *args, **kwargs):
+        def backward(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+            attach._backward_calls += 1
             if tensor.numel() == 1:
                 attach._loss = tensor.detach()
             return attach._original_backward(tensor, *args, **kwargs)
@@ -60,21 +93,49 @@ class AutoAttach:
             self._loss = output.loss.detach()
 
     def _before_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        self._optimizers_seen.setdefault(id(optimizer), optimizer)
         if self.probe is not None:
             return
         params = {id(p) for group in optimizer.param_groups for p in group["params"]}
-        model = max(self._roots, key=lambda m: sum(id(p) in params for p in m.parameters()), default=None)
-        if model is None:
+        owned = [(sum(id(p) in params for p in m.parameters()), m) for m in self._roots]
+        model = max(owned, key=lambda pair: pair[0], default=(0, None))
+        if model[0] == 0 or model[1] is None:
+            name = type(optimizer).__name__
+            if name not in self._unmatched_optimizers:
+                self._unmatched_optimizers.append(name)
             return
+        self._attach(model[1], optimizer)
+
+    def _attach(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
         from .probe import Probe
 
         self.probe = Probe(model, optimizer, out_dir=self.out_dir, config=self.config, exist=self.exist)
-        self.probe._before_optimizer_step(optimizer, args, kwargs)  # its own hook was not there yet
+        self.probe._before_optimizer_step(optimizer, (), {})  # its own hook was not there yet
+        self.attached = {
+            "mode": "zero-code (gradprobe run)",
+            "model": {"type": type(model).__name__, "module": type(model).__module__,
+                      "tensors": sum(1 for _ in model.parameters()), "parameters": _count(model.parameters())},
+            "optimizers": [_describe_optimizer(optimizer)],
+        }
+        update_meta(self.out_dir, attached=self.attached)
+        _say(f"attached to model {type(model).__name__} ({_count(model.parameters()):,} parameters) and optimizer "
+             f"{type(optimizer).__name__}; recording to {self.out_dir}")
 
     def _after_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         if self.probe is not None and optimizer is self.probe.optimizers[0]:
             self.probe.step(loss=self._loss)
+            self._steps_recorded += 1
             self._loss = None
+
+    def _why_not_attached(self) -> str:
+        roots = ", ".join(f"{type(m).__name__} ({_count(m.parameters()):,} parameters)" for m in self._roots[:5])
+        if self._unmatched_optimizers:
+            return (f"optimizer {', '.join(self._unmatched_optimizers)} stepped, but no module owning its parameters "
+                    f"ran a forward before its first step (models seen: {roots or 'none'})")
+        if self._roots:
+            return (f"models ran ({roots}) and backward() was called {self._backward_calls} times, but no "
+                    "torch.optim optimizer ever stepped (a hand-written update loop is not seen)")
+        return "no module with parameters ran a forward, and no torch.optim optimizer stepped"
 
     def close(self, error: BaseException | None = None) -> None:
         for handle in self._handles:
@@ -82,7 +143,36 @@ class AutoAttach:
         self._handles.clear()
         torch.Tensor.backward = self._original_backward  # type: ignore[method-assign]
         if self.probe is not None:
-            self.probe.close(error)
+            probe, self.probe = self.probe, None
+            others = [o for o in self._optimizers_seen.values() if o is not probe.optimizers[0]]
+            if others:
+                described = [_describe_optimizer(o) for o in others]
+                update_meta(self.out_dir, attached={**(self.attached or {}), "not_attached_optimizers": described})
+                _say(f"other optimizers stepped but were not attached: {', '.join(d['type'] for d in described)}")
+            probe.close(error)
+            _say(f"recorded {self._steps_recorded} optimizer steps to {self.out_dir}")
+            return
+        if self.attached is None and not self._reported:
+            self._reported = True
+            reason = self._why_not_attached()
+            _say(f"ATTACHED TO NOTHING: {reason}. Looked for: a torch.optim optimizer whose parameters belong to a "
+                 f"module that ran a forward. Nothing was recorded; {HOW_TO_ATTACH}.")
+            try:
+                write_json_atomic(self.out_dir / META_FILE, {"status": "not_attached", "attached": None,
+                                                             "not_attached_reason": reason})
+            except OSError as failure:
+                _say(f"could not write {self.out_dir / META_FILE}: {failure}")
+
+
+def _check_out_dir(out: Path, exist: str) -> None:
+    """Refuses before the script starts what the probe would refuse at its first step."""
+    if (out / META_FILE).exists() and exist == "error":
+        raise SystemExit(f"gradprobe run: {out} already holds a run; choose another --out, or pass "
+                         "--exist append (continue it) or --exist overwrite (replace it)")
+    try:
+        prepare_run_dir(out, exist)
+    except (OSError, ValueError, RuntimeError) as error:  # RunDirectoryError is a RuntimeError
+        raise SystemExit(f"gradprobe run: --out {out}: {error}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,7 +185,13 @@ def main(argv: list[str] | None = None) -> int:
     target = args.target[1:] if args.target[:1] == ["--"] else args.target
     if not target:
         parser.error("nothing to run: give a script (and its arguments) or -m module")
-    attach = AutoAttach(Path(args.out), args.config, args.exist)
+    try:
+        config = resolve_config(args.config)
+    except (OSError, ValueError, TypeError) as error:
+        raise SystemExit(f"gradprobe run: --config {args.config}: {error}") from None
+    out = Path(args.out)
+    _check_out_dir(out, args.exist)
+    attach = AutoAttach(out, config, args.exist)
     atexit.register(attach.close)
     error: BaseException | None = None
     try:
@@ -108,7 +204,10 @@ def main(argv: list[str] | None = None) -> int:
             sys.path.insert(0, os.path.dirname(os.path.abspath(target[0])))
             runpy.run_path(target[0], run_name="__main__")
     except SystemExit as exit_:
-        return int(exit_.code or 0) if not isinstance(exit_.code, str) else 1
+        # The script's own exit: code and message pass through; a non-zero code marks the run failed.
+        if exit_.code not in (None, 0):
+            error = exit_
+        raise
     except BaseException as raised:
         error = raised
         raise

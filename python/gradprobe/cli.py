@@ -42,24 +42,26 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     import os
-    import subprocess
     import time
 
-    target = list(args.target)
-    if target[:1] == ["--"]:
-        target = target[1:]
-    if target and os.path.basename(target[0]).startswith("python"):
-        target = target[1:]  # run under this interpreter, where gradprobe is installed
-    if not target:
-        print("gradprobe run: give the command, e.g. gradprobe run -- python train.py --epochs 3", file=sys.stderr)
+    from .python_command import CommandError, parse_python_command
+
+    try:
+        command = parse_python_command(list(args.target))
+    except CommandError as error:
+        print(f"gradprobe run: {error}", file=sys.stderr)
         return 2
-    out = args.out or os.path.join("runs", f"{os.path.splitext(os.path.basename(target[-1] if target[0] == '-m' else target[0]))[0]}-{time.strftime('%Y%m%d-%H%M%S')}")
-    command = [sys.executable, "-m", "gradprobe.autoattach", "--out", out, "--exist", args.exist]
+    out = args.out or os.path.join("runs", f"{command.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    argv = [sys.executable, *command.interpreter_options, "-m", "gradprobe.autoattach", "--out", out,
+            "--exist", args.exist]
     if args.config:
-        command += ["--config", args.config]
-    code = subprocess.call(command + ["--"] + target)
-    print(f"gradprobe: run directory {out}", file=sys.stderr)
-    return code
+        argv += ["--config", args.config]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The script replaces this process: its exit code, signals and output are the command's own,
+    # and no idle parent holds memory while it trains.
+    os.execv(sys.executable, argv + ["--", *command.program])
+    return 0  # not reached
 
 
 def rules_markdown() -> str:
@@ -158,6 +160,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `gradprobe rules | head`
         sys.stderr.close()
         return 0
+    except KeyboardInterrupt:
+        return 130
+    except (OSError, ValueError, RuntimeError, KeyError) as error:
+        # Expected failures (a missing run, a bad option value, an unreadable file) are one line,
+        # not a traceback; GRADPROBE_DEBUG=1 shows the traceback.
+        import os
+
+        if os.environ.get("GRADPROBE_DEBUG"):
+            raise
+        print(f"gradprobe {args.command}: error: {error}", file=sys.stderr)
+        return 2
 
 
 def _dispatch(args: argparse.Namespace) -> int:

@@ -11,14 +11,16 @@ from .store import open_run
 
 def show_run(path: str | Path, top: int = 12) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     run = open_run(path)
     console = Console()
     meta = run.meta
     steps = run.steps()
-    console.print(f"[bold]{run.path}[/bold]  {meta.get('model', {}).get('type', '?')}, "
-                  f"{len(meta.get('parameters', []))} parameters, status {meta.get('status')}"
+    # Every name below comes from the user's model or run: escaped, never read as markup.
+    console.print(f"[bold]{escape(str(run.path))}[/bold]  {escape(str(meta.get('model', {}).get('type', '?')))}, "
+                  f"{len(meta.get('parameters', []))} parameters, status {escape(str(meta.get('status')))}"
                   f"{' (truncated)' if meta.get('truncated') else ''}, {len(steps)} train steps")
     scalars = run.scalars()
     if len(scalars):
@@ -27,7 +29,7 @@ def show_run(path: str | Path, top: int = 12) -> None:
             table.add_column(column, justify="right" if column not in ("name", "mode") else "left")
         for (name, mode), group in scalars.groupby(["name", "mode"], sort=True):
             values = group.value.to_numpy()
-            table.add_row(name, mode, f"{values[0]:.4g}", f"{values[-1]:.4g}", f"{np.nanmin(values):.4g}",
+            table.add_row(escape(str(name)), escape(str(mode)), f"{values[0]:.4g}", f"{values[-1]:.4g}", f"{np.nanmin(values):.4g}",
                           f"{np.nanmax(values):.4g}", str(len(values)))
         console.print(table)
     for kind in ("grad", "update", "weight", "activation"):
@@ -40,11 +42,11 @@ def show_run(path: str | Path, top: int = 12) -> None:
             table.add_column(column, justify="left" if column == "tensor" else "right")
         for row in last.itertuples(index=False):
             zeros = 100.0 * row.zeros / row.numel if row.numel else float("nan")
-            table.add_row(row.tensor, f"{row.l2:.4g}", f"{row.mean:.3g}", f"{row.std:.3g}", f"{row.min:.3g}",
+            table.add_row(escape(str(row.tensor)), f"{row.l2:.4g}", f"{row.mean:.3g}", f"{row.std:.3g}", f"{row.min:.3g}",
                           f"{row.max:.3g}", f"{zeros:.1f}", str(row.nans), str(row.infs))
         console.print(table)
     findings = run.events("finding")
     if findings:
         console.print(f"[bold red]{len(findings)} findings[/bold red]")
         for finding in findings[:top]:
-            console.print(f"  step {finding.get('step')}: [{finding.get('code')}] {finding.get('message')}")
+            console.print(escape(f"  step {finding.get('step')}: [{finding.get('code')}] {finding.get('message')}"))
