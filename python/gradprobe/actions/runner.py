@@ -10,6 +10,7 @@ import time
 import warnings
 from typing import Any, Callable
 
+from ..redact import redact
 from ..rules.base import Finding
 
 
@@ -80,7 +81,5 @@ class ActionRunner:
 
 
 def _redact(text: str) -> str:
-    """Error texts can quote URLs; keep scheme and host only."""
-    import re
-
-    return re.sub(r"(https?://[^/\s]+)[^\s'\"]*", r"\1/...", text)[:300]
+    """Error texts can quote URLs and credentials; keep scheme, host and port only."""
+    return redact(text)
