@@ -5,6 +5,7 @@ options through, and leaves the script's exit code and messages unchanged."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -39,8 +40,9 @@ print("DONE")
 
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLUMNS": "200"}  # wide enough that tables do not cut names
     return subprocess.run([sys.executable, "-m", "gradprobe.cli", *args], capture_output=True, text=True,
-                          timeout=300, cwd=cwd)
+                          timeout=300, cwd=cwd, env=env)
 
 
 def script(tmp_path: Path, text: str, name: str = "train.py") -> str:
@@ -58,7 +60,7 @@ def test_says_what_it_attached_to_in_the_terminal_and_meta(tmp_path):
                                          "tensors": 4, "parameters": 49}
     (optimizer,) = meta["attached"]["optimizers"]
     assert optimizer["type"] == "SGD" and optimizer["parameters"] == 49 and optimizer["lr"] == [0.1]
-    assert "recorded 3 optimizer steps" in done.stderr
+    assert "recorded 3 optimizer steps and 0 evaluations" in done.stderr
 
 
 def test_attaching_to_nothing_is_said_loudly_and_recorded(tmp_path):
@@ -151,3 +153,46 @@ def test_cli_errors_are_one_line_not_tracebacks(tmp_path):
     done = run_cli("show", str(tmp_path / "nothing-here"))
     assert done.returncode == 2
     assert "gradprobe show: error:" in done.stderr and "Traceback" not in done.stderr
+
+
+EVALUATING = """
+import torch
+torch.manual_seed(0)
+model = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+opt = torch.optim.Adam(model.parameters(), lr=0.01)
+criterion = torch.nn.CrossEntropyLoss()
+x, y = torch.randn(32, 4), torch.randint(0, 3, (32,))
+val = [(torch.randn(8, 4), torch.randint(0, 3, (8,))) for _ in range(3)]
+for step in range(10):
+    model.train()
+    loss = torch.nn.functional.cross_entropy(model(x), y)
+    opt.zero_grad(); loss.backward(); opt.step()
+    if step % 5 == 4:
+        model.eval()
+        with torch.no_grad():
+            losses = [criterion(model(vx), vy) for vx, vy in val]
+        print("VAL", float(sum(losses) / len(losses)))
+# training with the model in eval() mode (frozen dropout/batch norm) is still training
+model.eval()
+for step in range(2):
+    loss = model(x).logsumexp(1).mean()
+    opt.zero_grad(); loss.backward(); opt.step()
+"""
+
+
+def test_evaluations_of_an_unmodified_script_are_recorded_as_eval_steps(tmp_path):
+    done = run_cli("run", "--out", str(tmp_path / "run"), "--", "python", script(tmp_path, EVALUATING))
+    assert done.returncode == 0, done.stderr
+    printed = [float(line.split()[1]) for line in done.stdout.splitlines() if line.startswith("VAL")]
+    run = open_run(tmp_path / "run")
+    scalars = run.scalars(["loss"])
+    evals = scalars[scalars["mode"] == "eval"].value.to_numpy()
+    trains = scalars[scalars["mode"] == "train"]
+    assert len(evals) == 2 and evals == pytest.approx(printed, rel=1e-5)
+    assert len(trains) == 12 and list(run.steps()) == list(range(12))
+    assert "recorded 12 optimizer steps and 2 evaluations" in done.stderr
+    # activations of training steps come from training forwards only: batch 32, never the eval batch of 8
+    activations = run.stats("activation")
+    if len(activations):
+        train_acts = activations[activations["mode"] == "train"]
+        assert (train_acts.numel % 32 == 0).all()

@@ -7,6 +7,11 @@ Runs the script with global hooks and no edit to it:
   parameters that optimizer updates (the probe takes this first step's gradients itself);
 - every optimizer step then ends a probe step; the loss is the scalar tensor that backward() was
   last called on (or the model output's .loss);
+- forwards of the model with gradients disabled, or in eval() mode and not followed by a
+  backward, form an evaluation pass: the probe is in eval mode while it runs (activations come
+  only from training forwards), and the pass is recorded as one eval step whose loss is the mean
+  of its batches' losses (the model output's .loss, else the last torch.nn.functional loss
+  computed after each forward, which nn.*Loss modules call too);
 - the probe closes when the script ends, normally or by an exception.
 What it attached to, or why it attached to nothing, is said on stderr and written to meta.json.
 Every argument is checked before the script starts; the script's exit code and `sys.exit`
@@ -24,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as functional
 import torch.optim.optimizer as torch_optimizer
 
 from .probe.config import ProbeConfig, resolve_config
@@ -46,6 +52,31 @@ def _describe_optimizer(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
             "lr": [group.get("lr") for group in optimizer.param_groups]}
 
 
+# The loss functions whose scalar result is an evaluation batch's loss (nn.*Loss modules call them).
+LOSS_FUNCTIONS = ("cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss",
+                  "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div", "soft_margin_loss",
+                  "multilabel_soft_margin_loss", "poisson_nll_loss", "gaussian_nll_loss", "margin_ranking_loss",
+                  "hinge_embedding_loss", "cosine_embedding_loss", "triplet_margin_loss", "ctc_loss")
+
+
+class EvaluationPass:
+    """The losses of one run of consecutive evaluation forwards, kept on their device (no sync)."""
+
+    def __init__(self, grad_enabled: bool) -> None:
+        self.grad_enabled = grad_enabled  # eval() with gradients on: cancelled if a backward follows
+        self.batch_losses: list[torch.Tensor] = []
+        self.candidate: torch.Tensor | None = None  # the current batch's loss so far
+
+    def end_batch(self) -> None:
+        if self.candidate is not None:
+            self.batch_losses.append(self.candidate.float().reshape(()))
+            self.candidate = None
+
+    def mean_loss(self) -> torch.Tensor | None:
+        self.end_batch()
+        return torch.stack(self.batch_losses).mean() if self.batch_losses else None
+
+
 def _say(message: str) -> None:
     print(f"gradprobe: {message}", file=sys.stderr, flush=True)
 
@@ -63,6 +94,8 @@ class AutoAttach:
         self._reported = False
         self._depth = 0
         self._loss: torch.Tensor | None = None
+        self._evaluation: EvaluationPass | None = None
+        self.evaluations_recorded = 0
         self._handles = [
             torch.nn.modules.module.register_module_forward_pre_hook(self._pre_forward),
             torch.nn.modules.module.register_module_forward_hook(self._post_forward, always_call=True),
@@ -74,27 +107,85 @@ class AutoAttach:
 
         def backward(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
             attach._backward_calls += 1
+            if attach._evaluation is not None:
+                attach._cancel_evaluation()  # eval() forwards followed by a backward were training
             if tensor.numel() == 1:
                 attach._loss = tensor.detach()
             return attach._original_backward(tensor, *args, **kwargs)
 
         torch.Tensor.backward = backward  # type: ignore[method-assign]
+        self._original_losses = {name: getattr(functional, name) for name in LOSS_FUNCTIONS
+                                 if hasattr(functional, name)}
+        for name, original in self._original_losses.items():
+            setattr(functional, name, self._watch_loss(original))
+
+    def _watch_loss(self, original: Any) -> Any:
+        attach = self
+
+        def loss_function(*args: Any, **kwargs: Any) -> Any:
+            result = original(*args, **kwargs)
+            evaluation = attach._evaluation
+            if evaluation is not None and isinstance(result, torch.Tensor) and result.numel() == 1:
+                evaluation.candidate = result.detach()
+            return result
+
+        loss_function.__wrapped__ = original  # type: ignore[attr-defined]
+        loss_function.__name__ = getattr(original, "__name__", "loss")
+        return loss_function
+
+    def _is_probed_model(self, module: torch.nn.Module) -> bool:
+        return self.probe is not None and module is self.probe.model
+
+    def _begin_evaluation_batch(self) -> None:
+        if self._evaluation is not None and self._evaluation.grad_enabled != torch.is_grad_enabled():
+            self._end_evaluation()  # a no_grad pass, then eval() forwards with gradients: two things
+        if self._evaluation is None:
+            self._evaluation = EvaluationPass(torch.is_grad_enabled())
+            self.probe.set_mode("eval")
+        else:
+            self._evaluation.end_batch()
+
+    def _end_evaluation(self) -> None:
+        """Records the evaluation pass that just ended as one eval step."""
+        evaluation, self._evaluation = self._evaluation, None
+        if evaluation is None or self.probe is None:
+            return
+        self.probe.step(loss=evaluation.mean_loss())
+        self.probe.set_mode("train")
+        self.evaluations_recorded += 1
+
+    def _cancel_evaluation(self) -> None:
+        self._evaluation = None
+        if self.probe is not None:
+            self.probe.set_mode("train")
 
     def _pre_forward(self, module: torch.nn.Module, args: Any) -> None:
-        if self._depth == 0 and self.probe is None and module not in self._roots \
-                and next(module.parameters(), None) is not None:
-            self._roots.append(module)
+        if self._depth == 0:
+            if self.probe is None:
+                if module not in self._roots and next(module.parameters(), None) is not None:
+                    self._roots.append(module)
+            elif self._is_probed_model(module):
+                if not torch.is_grad_enabled() or not module.training:
+                    self._begin_evaluation_batch()
+                elif self._evaluation is not None:
+                    self._end_evaluation()
         self._depth += 1
 
     def _post_forward(self, module: torch.nn.Module, args: Any, output: Any) -> None:
         self._depth = max(0, self._depth - 1)
-        if self._depth == 0 and self.probe is not None and hasattr(output, "loss") \
-                and isinstance(output.loss, torch.Tensor):
-            self._loss = output.loss.detach()
+        if self._depth == 0 and self._is_probed_model(module):
+            loss = getattr(output, "loss", None)
+            if isinstance(loss, torch.Tensor) and loss.numel() == 1:
+                if self._evaluation is not None:
+                    self._evaluation.candidate = loss.detach()
+                else:
+                    self._loss = loss.detach()
 
     def _before_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         self._optimizers_seen.setdefault(id(optimizer), optimizer)
         if self.probe is not None:
+            if self._evaluation is not None:
+                self._end_evaluation()
             return
         params = {id(p) for group in optimizer.param_groups for p in group["params"]}
         owned = [(sum(id(p) in params for p in m.parameters()), m) for m in self._roots]
@@ -142,6 +233,10 @@ class AutoAttach:
             handle.remove()
         self._handles.clear()
         torch.Tensor.backward = self._original_backward  # type: ignore[method-assign]
+        for name, original in self._original_losses.items():
+            setattr(functional, name, original)
+        if self._evaluation is not None and error is None:
+            self._end_evaluation()  # a final evaluation after the last training step
         if self.probe is not None:
             probe, self.probe = self.probe, None
             others = [o for o in self._optimizers_seen.values() if o is not probe.optimizers[0]]
@@ -150,7 +245,8 @@ class AutoAttach:
                 update_meta(self.out_dir, attached={**(self.attached or {}), "not_attached_optimizers": described})
                 _say(f"other optimizers stepped but were not attached: {', '.join(d['type'] for d in described)}")
             probe.close(error)
-            _say(f"recorded {self._steps_recorded} optimizer steps to {self.out_dir}")
+            _say(f"recorded {self._steps_recorded} optimizer steps and {self.evaluations_recorded} evaluations "
+                 f"to {self.out_dir}")
             return
         if self.attached is None and not self._reported:
             self._reported = True
