@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
-from typing import Sequence
+import warnings
+from typing import Iterator, Sequence
 
 
 def _cmd_backends(_: argparse.Namespace) -> int:
@@ -28,8 +30,17 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_show(args: argparse.Namespace) -> int:
     from .show import show_run
 
-    show_run(args.run, top=args.top)
-    return 0
+    with _reader_warnings_reported_by_us():
+        unreadable = show_run(args.run, top=args.top)
+    return 1 if unreadable and args.strict else 0
+
+
+@contextlib.contextmanager
+def _reader_warnings_reported_by_us() -> Iterator[None]:
+    """show and check list unreadable parts themselves, once, in plain words."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="gradprobe: skipped an unreadable part")
+        yield
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -111,12 +122,18 @@ def _cmd_rules(args: argparse.Namespace) -> int:
 
 def _cmd_check(args: argparse.Namespace) -> int:
     from .rules import Severity, at_least, check_run, resolve
+    from .show import report_unreadable
+    from .store import open_run
 
-    findings = check_run(args.run, resolve(args.rules))
+    with _reader_warnings_reported_by_us():
+        findings = check_run(args.run, resolve(args.rules))
+        unreadable = report_unreadable(open_run(args.run))
     for f in findings:
         print(f"step {f.step:>6} {f.mode:5s} {f.code} {f.severity.name.lower():8s} {f.rule}: {f.message}")
     serious = at_least(findings, args.fail_on)
     print(f"{len(findings)} findings, {len(serious)} at or above {Severity.parse(args.fail_on).name.lower()}")
+    if unreadable and args.strict:
+        return 3  # distinct from 1 (serious findings): the evidence itself is incomplete
     return 1 if serious else 0
 
 
@@ -134,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     show = commands.add_parser("show", help="summarise a run directory in the terminal")
     show.add_argument("run")
     show.add_argument("--top", type=int, default=12, help="tensors per table")
+    show.add_argument("--strict", action="store_true", help="exit 1 when any part of the run cannot be read")
     export = commands.add_parser("export", help="export a run to another tool")
     export.add_argument("format", choices=["tensorboard"])
     export.add_argument("run")
@@ -150,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("run")
     check.add_argument("--rules", default="default", help="'default', 'all', or codes/names, comma-separated")
     check.add_argument("--fail-on", default="error", help="severity that makes the exit code 1 (default: error)")
+    check.add_argument("--strict", action="store_true", help="exit 3 when any part of the run cannot be read")
     return parser
 
 

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .store import open_run
+from .store import Run, open_run
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
-def show_run(path: str | Path, top: int = 12) -> None:
+def show_run(path: str | Path, top: int = 12) -> int:
+    """Prints the summary; returns how many parts of the run could not be read."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -20,7 +25,7 @@ def show_run(path: str | Path, top: int = 12) -> None:
     steps = run.steps()
     # Every name below comes from the user's model or run: escaped, never read as markup.
     console.print(f"[bold]{escape(str(run.path))}[/bold]  {escape(str(meta.get('model', {}).get('type', '?')))}, "
-                  f"{len(meta.get('parameters', []))} parameters, status {escape(str(meta.get('status')))}"
+                  f"{len(meta.get('parameters', []))} parameters, status {escape(run.status)}"
                   f"{' (truncated)' if meta.get('truncated') else ''}, {len(steps)} train steps")
     scalars = run.scalars()
     if len(scalars):
@@ -50,3 +55,18 @@ def show_run(path: str | Path, top: int = 12) -> None:
         console.print(f"[bold red]{len(findings)} findings[/bold red]")
         for finding in findings[:top]:
             console.print(escape(f"  step {finding.get('step')}: [{finding.get('code')}] {finding.get('message')}"))
+    return report_unreadable(run)  # on stderr: warnings, apart from the summary
+
+
+def report_unreadable(run: "Run", console: "Console | None" = None) -> int:
+    """Lists the parts and event lines of the run that could not be read; returns the part count."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = console or Console(stderr=True)
+    unreadable = run.check_readable()
+    for part, reason in sorted(unreadable.items()):
+        console.print(escape(f"unreadable part skipped: {part.relative_to(run.path)}: {reason}"), style="yellow")
+    if run.unreadable_event_lines:
+        console.print(f"{run.unreadable_event_lines} unreadable lines skipped in events.jsonl", style="yellow")
+    return len(unreadable)
