@@ -1,4 +1,4 @@
-"""Zero-code mode: `gradprobe run [--out DIR] [--config FILE] -- python train.py ARGS`.
+"""Zero-code mode: `gradprobe run [--out DIR] [--config FILE] -- python [options] train.py ARGS`.
 
 Runs the script with global hooks and no edit to it:
 - module forward hooks find the model: the outermost module call (nothing else running) that
@@ -7,7 +7,15 @@ Runs the script with global hooks and no edit to it:
   parameters that optimizer updates (the probe takes this first step's gradients itself);
 - every optimizer step then ends a probe step; the loss is the scalar tensor that backward() was
   last called on (or the model output's .loss);
+- forwards of the model with gradients disabled, or in eval() mode and not followed by a
+  backward, form an evaluation pass: the probe is in eval mode while it runs (activations come
+  only from training forwards), and the pass is recorded as one eval step whose loss is the mean
+  of its batches' losses (the model output's .loss, else the last torch.nn.functional loss
+  computed after each forward, which nn.*Loss modules call too);
 - the probe closes when the script ends, normally or by an exception.
+What it attached to, or why it attached to nothing, is said on stderr and written to meta.json.
+Every argument is checked before the script starts; the script's exit code and `sys.exit`
+message pass through unchanged.
 """
 
 from __future__ import annotations
@@ -21,18 +29,74 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as functional
 import torch.optim.optimizer as torch_optimizer
 
 from .probe import Probe
+from .probe.config import ProbeConfig, resolve_config
+from .store.writer import prepare_run_dir, update_meta, write_json_atomic
+
+META_FILE = "meta.json"
+HOW_TO_ATTACH = (
+    "attach by hand: probe = gradprobe.Probe(model, optimizer, out_dir=...), then probe.step(loss=loss) "
+    "after each optimizer step and probe.close() at the end (see the README)")
+
+
+def _count(module_or_params: Any) -> int:
+    return sum(p.numel() for p in module_or_params)
+
+
+def _describe_optimizer(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    return {"type": type(optimizer).__name__, "param_groups": len(optimizer.param_groups),
+            "tensors": len(params), "parameters": _count(params),
+            "lr": [group.get("lr") for group in optimizer.param_groups]}
+
+
+# The loss functions whose scalar result is an evaluation batch's loss (nn.*Loss modules call them).
+LOSS_FUNCTIONS = ("cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss",
+                  "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div", "soft_margin_loss",
+                  "multilabel_soft_margin_loss", "poisson_nll_loss", "gaussian_nll_loss", "margin_ranking_loss",
+                  "hinge_embedding_loss", "cosine_embedding_loss", "triplet_margin_loss", "ctc_loss")
+
+
+class EvaluationPass:
+    """The losses of one run of consecutive evaluation forwards, kept on their device (no sync)."""
+
+    def __init__(self, grad_enabled: bool) -> None:
+        self.grad_enabled = grad_enabled  # eval() with gradients on: cancelled if a backward follows
+        self.batch_losses: list[torch.Tensor] = []
+        self.candidate: torch.Tensor | None = None  # the current batch's loss so far
+
+    def end_batch(self) -> None:
+        if self.candidate is not None:
+            self.batch_losses.append(self.candidate.float().reshape(()))
+            self.candidate = None
+
+    def mean_loss(self) -> torch.Tensor | None:
+        self.end_batch()
+        return torch.stack(self.batch_losses).mean() if self.batch_losses else None
+
+
+def _say(message: str) -> None:
+    print(f"gradprobe: {message}", file=sys.stderr, flush=True)
 
 
 class AutoAttach:
-    def __init__(self, out_dir: Path, config: Any, exist: str = "error") -> None:
+    def __init__(self, out_dir: Path, config: ProbeConfig, exist: str = "error") -> None:
         self.out_dir, self.config, self.exist = out_dir, config, exist
         self.probe: Probe | None = None
+        self.attached: dict[str, Any] | None = None
         self._roots: list[torch.nn.Module] = []
+        self._optimizers_seen: dict[int, torch.optim.Optimizer] = {}
+        self._unmatched_optimizers: list[str] = []  # stepped before any module owning its parameters ran
+        self._backward_calls = 0
+        self._steps_recorded = 0
+        self._reported = False
         self._depth = 0
         self._loss: torch.Tensor | None = None
+        self._evaluation: EvaluationPass | None = None
+        self.evaluations_recorded = 0
         self._handles = [
             torch.nn.modules.module.register_module_forward_pre_hook(self._pre_forward),
             torch.nn.modules.module.register_module_forward_hook(self._post_forward, always_call=True),
@@ -42,47 +106,169 @@ class AutoAttach:
         self._original_backward = torch.Tensor.backward
         attach = self
 
-        def backward(tensor, *args, **kwargs):
+        def backward(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+            attach._backward_calls += 1
+            if attach._evaluation is not None:
+                attach._cancel_evaluation()  # eval() forwards followed by a backward were training
             if tensor.numel() == 1:
                 attach._loss = tensor.detach()
             return attach._original_backward(tensor, *args, **kwargs)
 
         torch.Tensor.backward = backward  # type: ignore[method-assign,assignment]
+        self._original_losses = {name: getattr(functional, name) for name in LOSS_FUNCTIONS
+                                 if hasattr(functional, name)}
+        for name, original in self._original_losses.items():
+            setattr(functional, name, self._watch_loss(original))
+
+    def _watch_loss(self, original: Any) -> Any:
+        attach = self
+
+        def loss_function(*args: Any, **kwargs: Any) -> Any:
+            result = original(*args, **kwargs)
+            evaluation = attach._evaluation
+            if evaluation is not None and isinstance(result, torch.Tensor) and result.numel() == 1:
+                evaluation.candidate = result.detach()
+            return result
+
+        loss_function.__wrapped__ = original  # type: ignore[attr-defined]
+        loss_function.__name__ = getattr(original, "__name__", "loss")
+        return loss_function
+
+    def _is_probed_model(self, module: torch.nn.Module) -> bool:
+        return self.probe is not None and module is self.probe.model
+
+    def _begin_evaluation_batch(self) -> None:
+        if self._evaluation is not None and self._evaluation.grad_enabled != torch.is_grad_enabled():
+            self._end_evaluation()  # a no_grad pass, then eval() forwards with gradients: two things
+        if self._evaluation is None:
+            self._evaluation = EvaluationPass(torch.is_grad_enabled())
+            if self.probe is not None:
+                self.probe.set_mode("eval")
+        else:
+            self._evaluation.end_batch()
+
+    def _end_evaluation(self) -> None:
+        """Records the evaluation pass that just ended as one eval step."""
+        evaluation, self._evaluation = self._evaluation, None
+        if evaluation is None or self.probe is None:
+            return
+        self.probe.step(loss=evaluation.mean_loss())
+        self.probe.set_mode("train")
+        self.evaluations_recorded += 1
+
+    def _cancel_evaluation(self) -> None:
+        self._evaluation = None
+        if self.probe is not None:
+            self.probe.set_mode("train")
 
     def _pre_forward(self, module: torch.nn.Module, args: Any) -> None:
-        if self._depth == 0 and self.probe is None and module not in self._roots \
-                and next(module.parameters(), None) is not None:
-            self._roots.append(module)
+        if self._depth == 0:
+            if self.probe is None:
+                if module not in self._roots and next(module.parameters(), None) is not None:
+                    self._roots.append(module)
+            elif self._is_probed_model(module):
+                if not torch.is_grad_enabled() or not module.training:
+                    self._begin_evaluation_batch()
+                elif self._evaluation is not None:
+                    self._end_evaluation()
         self._depth += 1
 
     def _post_forward(self, module: torch.nn.Module, args: Any, output: Any) -> None:
         self._depth = max(0, self._depth - 1)
-        if self._depth == 0 and self.probe is not None and hasattr(output, "loss") \
-                and isinstance(output.loss, torch.Tensor):
-            self._loss = output.loss.detach()
+        if self._depth == 0 and self._is_probed_model(module):
+            loss = getattr(output, "loss", None)
+            if isinstance(loss, torch.Tensor) and loss.numel() == 1:
+                if self._evaluation is not None:
+                    self._evaluation.candidate = loss.detach()
+                else:
+                    self._loss = loss.detach()
 
     def _before_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        self._optimizers_seen.setdefault(id(optimizer), optimizer)
         if self.probe is not None:
+            if self._evaluation is not None:
+                self._end_evaluation()
             return
         params = {id(p) for group in optimizer.param_groups for p in group["params"]}
-        model = max(self._roots, key=lambda m: sum(id(p) in params for p in m.parameters()), default=None)
-        if model is None:
+        owned = [(sum(id(p) in params for p in m.parameters()), m) for m in self._roots]
+        model = max(owned, key=lambda pair: pair[0], default=(0, None))
+        if model[0] == 0 or model[1] is None:
+            name = type(optimizer).__name__
+            if name not in self._unmatched_optimizers:
+                self._unmatched_optimizers.append(name)
             return
+        self._attach(model[1], optimizer)
+
+    def _attach(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
         self.probe = Probe(model, optimizer, out_dir=self.out_dir, config=self.config, exist=self.exist)
-        self.probe._before_optimizer_step(optimizer, args, kwargs)  # its own hook was not there yet
+        self.probe._before_optimizer_step(optimizer, (), {})  # its own hook was not there yet
+        self.attached = {
+            "mode": "zero-code (gradprobe run)",
+            "model": {"type": type(model).__name__, "module": type(model).__module__,
+                      "tensors": sum(1 for _ in model.parameters()), "parameters": _count(model.parameters())},
+            "optimizers": [_describe_optimizer(optimizer)],
+        }
+        update_meta(self.out_dir, attached=self.attached)
+        _say(f"attached to model {type(model).__name__} ({_count(model.parameters()):,} parameters) and optimizer "
+             f"{type(optimizer).__name__}; recording to {self.out_dir}")
 
     def _after_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         if self.probe is not None and optimizer is self.probe.optimizers[0]:
             self.probe.step(loss=self._loss)
+            self._steps_recorded += 1
             self._loss = None
+
+    def _why_not_attached(self) -> str:
+        roots = ", ".join(f"{type(m).__name__} ({_count(m.parameters()):,} parameters)" for m in self._roots[:5])
+        if self._unmatched_optimizers:
+            return (f"optimizer {', '.join(self._unmatched_optimizers)} stepped, but no module owning its parameters "
+                    f"ran a forward before its first step (models seen: {roots or 'none'})")
+        if self._roots:
+            return (f"models ran ({roots}) and backward() was called {self._backward_calls} times, but no "
+                    "torch.optim optimizer ever stepped (a hand-written update loop is not seen)")
+        return "no module with parameters ran a forward, and no torch.optim optimizer stepped"
 
     def close(self, error: BaseException | None = None) -> None:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
         torch.Tensor.backward = self._original_backward  # type: ignore[method-assign]
+        for name, original in self._original_losses.items():
+            setattr(functional, name, original)
+        if self._evaluation is not None and error is None:
+            self._end_evaluation()  # a final evaluation after the last training step
         if self.probe is not None:
-            self.probe.close(error)
+            probe, self.probe = self.probe, None
+            others = [o for o in self._optimizers_seen.values() if o is not probe.optimizers[0]]
+            if others:
+                described = [_describe_optimizer(o) for o in others]
+                update_meta(self.out_dir, attached={**(self.attached or {}), "not_attached_optimizers": described})
+                _say(f"other optimizers stepped but were not attached: {', '.join(d['type'] for d in described)}")
+            probe.close(error)
+            _say(f"recorded {self._steps_recorded} optimizer steps and {self.evaluations_recorded} evaluations "
+                 f"to {self.out_dir}")
+            return
+        if self.attached is None and not self._reported:
+            self._reported = True
+            reason = self._why_not_attached()
+            _say(f"ATTACHED TO NOTHING: {reason}. Looked for: a torch.optim optimizer whose parameters belong to a "
+                 f"module that ran a forward. Nothing was recorded; {HOW_TO_ATTACH}.")
+            try:
+                write_json_atomic(self.out_dir / META_FILE, {"status": "not_attached", "attached": None,
+                                                             "not_attached_reason": reason})
+            except OSError as failure:
+                _say(f"could not write {self.out_dir / META_FILE}: {failure}")
+
+
+def _check_out_dir(out: Path, exist: str) -> None:
+    """Refuses before the script starts what the probe would refuse at its first step."""
+    if (out / META_FILE).exists() and exist == "error":
+        raise SystemExit(f"gradprobe run: {out} already holds a run; choose another --out, or pass "
+                         "--exist append (continue it) or --exist overwrite (replace it)")
+    try:
+        prepare_run_dir(out, exist)
+    except (OSError, ValueError, RuntimeError) as error:  # RunDirectoryError is a RuntimeError
+        raise SystemExit(f"gradprobe run: --out {out}: {error}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,9 +281,15 @@ def main(argv: list[str] | None = None) -> int:
     target = args.target[1:] if args.target[:1] == ["--"] else args.target
     if not target:
         parser.error("nothing to run: give a script (and its arguments) or -m module")
-    attach = AutoAttach(Path(args.out), args.config, args.exist)
+    try:
+        config = resolve_config(args.config)
+    except (OSError, ValueError, TypeError) as bad_config:
+        raise SystemExit(f"gradprobe run: --config {args.config}: {bad_config}") from None
+    out = Path(args.out)
+    _check_out_dir(out, args.exist)
+    attach = AutoAttach(out, config, args.exist)
     atexit.register(attach.close)
-    error: BaseException | None = None
+    failure: BaseException | None = None
     try:
         if target[0] == "-m":
             sys.argv = target[1:]
@@ -108,12 +300,15 @@ def main(argv: list[str] | None = None) -> int:
             sys.path.insert(0, os.path.dirname(os.path.abspath(target[0])))
             runpy.run_path(target[0], run_name="__main__")
     except SystemExit as exit_:
-        return int(exit_.code or 0) if not isinstance(exit_.code, str) else 1
+        # The script's own exit: code and message pass through; a non-zero code marks the run failed.
+        if exit_.code not in (None, 0):
+            failure = exit_
+        raise
     except BaseException as raised:
-        error = raised
+        failure = raised
         raise
     finally:
-        attach.close(error)
+        attach.close(failure)
     return 0
 
 

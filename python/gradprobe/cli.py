@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
 import os
-import subprocess
 import sys
 import time
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 
 from .export.tensorboard import export_tensorboard
+from .python_command import CommandError, parse_python_command
 from .rules import RuleEngine, Severity, all_rules, at_least, default, resolve
-from .show import show_run
+from .show import report_unreadable, show_run
 from .stats import backends, unavailable_backends
 from .store import open_run
 
@@ -34,8 +36,17 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    show_run(args.run, top=args.top)
-    return 0
+    with _reader_warnings_reported_by_us():
+        unreadable = show_run(args.run, top=args.top)
+    return 1 if unreadable and args.strict else 0
+
+
+@contextlib.contextmanager
+def _reader_warnings_reported_by_us() -> Iterator[None]:
+    """show and check list unreadable parts themselves, once, in plain words."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="gradprobe: skipped an unreadable part")
+        yield
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -45,23 +56,22 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    target = list(args.target)
-    if target[:1] == ["--"]:
-        target = target[1:]
-    if target and os.path.basename(target[0]).startswith("python"):
-        target = target[1:]  # run under this interpreter, where gradprobe is installed
-    if not target:
-        print("gradprobe run: give the command, e.g. gradprobe run -- python train.py --epochs 3", file=sys.stderr)
+    try:
+        command = parse_python_command(list(args.target))
+    except CommandError as error:
+        print(f"gradprobe run: {error}", file=sys.stderr)
         return 2
-    script = target[-1] if target[0] == "-m" else target[0]
-    name = os.path.splitext(os.path.basename(script))[0]
-    out = args.out or os.path.join("runs", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
-    command = [sys.executable, "-m", "gradprobe.autoattach", "--out", out, "--exist", args.exist]
+    out = args.out or os.path.join("runs", f"{command.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    argv = [sys.executable, *command.interpreter_options, "-m", "gradprobe.autoattach", "--out", out,
+            "--exist", args.exist]
     if args.config:
-        command += ["--config", args.config]
-    code = subprocess.call(command + ["--"] + target)
-    print(f"gradprobe: run directory {out}", file=sys.stderr)
-    return code
+        argv += ["--config", args.config]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The script replaces this process: its exit code, signals and output are the command's own,
+    # and no idle parent holds memory while it trains.
+    os.execv(sys.executable, argv + ["--", *command.program])
+    return 0  # not reached
 
 
 def rules_markdown() -> str:
@@ -103,11 +113,16 @@ def _cmd_rules(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    findings = RuleEngine(resolve(args.rules)).replay(open_run(args.run).records())
+    with _reader_warnings_reported_by_us():
+        run = open_run(args.run)
+        findings = RuleEngine(resolve(args.rules)).replay(run.records())
+        unreadable = report_unreadable(run)
     for f in findings:
         print(f"step {f.step:>6} {f.mode:5s} {f.code} {f.severity.name.lower():8s} {f.rule}: {f.message}")
     serious = at_least(findings, args.fail_on)
     print(f"{len(findings)} findings, {len(serious)} at or above {Severity.parse(args.fail_on).name.lower()}")
+    if unreadable and args.strict:
+        return 3  # distinct from 1 (serious findings): the evidence itself is incomplete
     return 1 if serious else 0
 
 
@@ -126,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     show = commands.add_parser("show", help="summarise a run directory in the terminal")
     show.add_argument("run")
     show.add_argument("--top", type=int, default=12, help="tensors per table")
+    show.add_argument("--strict", action="store_true", help="exit 1 when any part of the run cannot be read")
     export = commands.add_parser("export", help="export a run to another tool")
     export.add_argument("format", choices=["tensorboard"])
     export.add_argument("run")
@@ -143,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("run")
     check.add_argument("--rules", default="default", help="'default', 'all', or codes/names, comma-separated")
     check.add_argument("--fail-on", default="error", help="severity that makes the exit code 1 (default: error)")
+    check.add_argument("--strict", action="store_true", help="exit 3 when any part of the run cannot be read")
     return parser
 
 
@@ -153,6 +170,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `gradprobe rules | head`
         sys.stderr.close()
         return 0
+    except KeyboardInterrupt:
+        return 130
+    except (OSError, ValueError, RuntimeError, KeyError) as error:
+        # Expected failures (a missing run, a bad option value, an unreadable file) are one line,
+        # not a traceback; GRADPROBE_DEBUG=1 shows the traceback.
+        if os.environ.get("GRADPROBE_DEBUG"):
+            raise
+        print(f"gradprobe {args.command}: error: {error}", file=sys.stderr)
+        return 2
 
 
 def _dispatch(args: argparse.Namespace) -> int:

@@ -21,10 +21,11 @@ LAZY_ALLOWED = {
 ALLOWED = {
     "_core": set(),
     "_version": {"_core"},
+    "redact": set(),
     "stats": {"_core", "_cuda"},
     "records": {"stats"},
     "rules": {"records", "stats"},
-    "actions": {"rules", "records", "stats"},
+    "actions": {"rules", "records", "stats", "redact"},
     "store": {"records", "stats"},
     "export": {"store", "stats", "records"},
     "probe": {"_core", "_version", "stats", "records", "rules", "actions", "store"},

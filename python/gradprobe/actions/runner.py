@@ -5,13 +5,13 @@ is already in events.jsonl before any action runs, so nothing is lost."""
 from __future__ import annotations
 
 import queue
-import re
 import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ..redact import redact
 from ..rules import Finding
 from .base import Action, ActionContext
 
@@ -98,5 +98,5 @@ class ActionRunner:
 
 
 def _redact(text: str) -> str:
-    """Error texts can quote URLs; keep scheme and host only."""
-    return re.sub(r"(https?://[^/\s]+)[^\s'\"]*", r"\1/...", text)[:300]
+    """Error texts can quote URLs and credentials; keep scheme, host and port only."""
+    return redact(text)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 
+from ..redact import describe_url
 from ..rules import Finding
 from .base import Action, ActionContext
 
@@ -28,13 +28,19 @@ class Webhook(Action):
             raise ValueError("Webhook: give url= or url_env=")
         if self.template not in ("slack", "generic"):
             raise ValueError(f"Webhook: template must be slack or generic, not {self.template!r}")
+        if self.url and not self.url.lower().startswith(("http://", "https://")):
+            # The value is not echoed: webhook URLs carry their token.
+            raise ValueError(f"Webhook: url must start with http:// or https:// (got {describe_url(self.url)}/...)")
 
     def _url(self) -> str:
-        return self.url or os.environ[self.url_env or ""]
+        url = self.url or os.environ.get(str(self.url_env), "")
+        if not url.lower().startswith(("http://", "https://")):
+            where = f"${self.url_env}" if not self.url else "url"
+            raise ValueError(f"Webhook: {where} must hold an http:// or https:// URL (got {describe_url(url)}/...)")
+        return url
 
     def describe(self) -> str:
-        parts = urllib.parse.urlsplit(self.url) if self.url else None
-        where = f"{parts.scheme}://{parts.hostname}" if parts else f"${self.url_env}"
+        where = describe_url(self.url) if self.url else f"${self.url_env}"
         return f"Webhook {self.template} to {where}"  # never the path or query: they carry tokens
 
     def body(self, finding: Finding, context: ActionContext) -> dict[str, object]:

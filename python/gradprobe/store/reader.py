@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,18 +15,43 @@ import pyarrow.parquet as pq
 
 from ..records import InputRecord, ModelFacts, Record, ScalarRecord, StatsRecord
 from ..stats import HIST_BINS, Stats, hist_edges
+from .ownership import live_writers
 from .schema import EVENTS_FILE, META_FILE, PART_GLOB, SCHEMAS, STAT_COLUMNS, expand_hist, upgrade
 
 
+class RunCorruptError(ValueError):
+    """A run directory's meta.json cannot be read; the message names the file and the problem."""
+
+
 class Run:
-    """A run directory. Every call re-reads the closed parts, so a live run shows new steps."""
+    """A run directory. Every call re-reads the closed parts, so a live run shows new steps.
+
+    Parts that cannot be read (truncated, garbage, empty, another schema) are skipped with one
+    warning each and listed in `unreadable` (path -> reason); nothing is skipped silently.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         meta_path = self.path / META_FILE
         if not meta_path.exists():
             raise FileNotFoundError(f"{self.path} is not a gradprobe run (no {META_FILE})")
-        self.meta: dict[str, Any] = json.loads(meta_path.read_text())
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as error:
+            raise RunCorruptError(f"{meta_path} cannot be read: {error}") from None
+        if not isinstance(meta, dict):
+            raise RunCorruptError(f"{meta_path} holds {type(meta).__name__}, not a JSON object")
+        self.meta: dict[str, Any] = meta
+        self.unreadable: dict[Path, str] = {}
+        self.unreadable_event_lines = 0
+
+    @property
+    def status(self) -> str:
+        """meta.json's status, except that a run marked running whose writers are all gone is "killed"."""
+        status = str(self.meta.get("status", "unknown"))
+        if status == "running" and live_writers(self.path) == 0:
+            return "killed"
+        return status
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r})"
@@ -39,17 +65,41 @@ class Run:
         tables = []
         for part in self.parts(name):
             try:
-                data = pq.read_table(part)
-            except (OSError, pa.ArrowException):
-                continue  # a part vanished or is unreadable: skip it rather than fail the reader
-            version = int((data.schema.metadata or {}).get(b"gradprobe_schema", b"1"))
-            data = upgrade(data, version, name).replace_schema_metadata(None)
+                data = self._read_part(part, name)
+            except FileNotFoundError:
+                continue  # removed between listing and reading (an overwrite): not corruption
+            except (OSError, ValueError, KeyError, pa.ArrowException) as error:
+                self._skip(part, f"{type(error).__name__}: {error}")
+                continue
             rank = int(part.parent.name.removeprefix("rank"))
             tables.append(data.append_column("rank", pa.array(np.full(data.num_rows, rank, np.int32))))
         if not tables:
             empty = SCHEMAS[name].empty_table()
             return empty.append_column("rank", pa.array([], pa.int32()))
         return pa.concat_tables(tables)
+
+    def _read_part(self, part: Path, name: str) -> pa.Table:
+        data = pq.read_table(part)
+        version = int((data.schema.metadata or {}).get(b"gradprobe_schema", b"1"))
+        data = upgrade(data, version, name).replace_schema_metadata(None)
+        expected = SCHEMAS[name]
+        missing = [field.name for field in expected if field.name not in data.column_names]
+        if missing:
+            raise ValueError(f"not a gradprobe {name} part: columns {', '.join(missing)} are missing")
+        return data.select(expected.names).cast(expected)
+
+    def _skip(self, part: Path, reason: str) -> None:
+        if part not in self.unreadable:
+            self.unreadable[part] = reason
+            warnings.warn(f"gradprobe: skipped an unreadable part of {self.path}: {part.relative_to(self.path)} "
+                          f"({reason})", RuntimeWarning, stacklevel=3)
+
+    def check_readable(self) -> dict[Path, str]:
+        """Reads every part once and returns those that could not be read (path -> reason)."""
+        for name in SCHEMAS:
+            self.table(name)
+        self.events()
+        return dict(self.unreadable)
 
     # -- views ----------------------------------------------------------------------------------
     def stats(self, kind: str | None = "grad", names: Iterable[str] | None = None,
@@ -109,13 +159,19 @@ class Run:
         if not path.exists():
             return []
         records = []
-        for line in path.read_text(encoding="utf-8").splitlines():
+        bad = 0
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
             try:
                 record = json.loads(line)
             except ValueError:
-                continue  # a line cut by a crash
+                bad += 1  # a line cut by a crash, or garbage: counted, not fatal
+                continue
+            if not isinstance(record, dict):
+                bad += 1
+                continue
             if type is None or record.get("type") == type:
                 records.append(record)
+        self.unreadable_event_lines = bad
         return records
 
     def facts(self) -> ModelFacts:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import shutil
 import threading
 import time
 import warnings
@@ -22,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .config import StoreConfig
+from .ownership import WriterLock, is_gradprobe_run, mark_as_gradprobe_run, remove_gradprobe_entries
 from .schema import EVENTS_FILE, META_FILE, PART_GLOB, SCHEMAS, TABLES, part_metadata
 
 
@@ -36,20 +36,30 @@ def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
 
 
 def prepare_run_dir(path: Path, exist: str) -> None:
-    """Creates or checks the run directory. exist: 'error' (default), 'append' or 'overwrite'."""
+    """Creates or checks the run directory. exist: 'error' (default), 'append' or 'overwrite'.
+
+    Overwrite and append apply only to a directory that gradprobe wrote (it holds gradprobe's
+    marker); overwrite removes gradprobe's own entries and nothing else.
+    """
     if exist not in ("error", "append", "overwrite"):
         raise ValueError(f"exist must be 'error', 'append' or 'overwrite', not {exist!r}")
     if (path / META_FILE).exists():
         if exist == "error":
             raise RunDirectoryError(f"{path} already holds a run; pass exist='append' or exist='overwrite'")
+        if not is_gradprobe_run(path):
+            raise RunDirectoryError(f"{path} holds a {META_FILE} that gradprobe did not write (no marker file); "
+                                    f"refusing to {exist} it: choose another directory")
         if exist == "overwrite":
-            for child in list(path.iterdir()):
-                shutil.rmtree(child) if child.is_dir() else child.unlink()
+            try:
+                remove_gradprobe_entries(path)
+            except OSError as error:
+                raise RunDirectoryError(f"cannot overwrite the run directory {path}: {error}") from error
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe_file = path / f"_write_test_{os.getpid()}"
         probe_file.write_bytes(b"ok")
         probe_file.unlink()
+        mark_as_gradprobe_run(path)
     except OSError as error:
         raise RunDirectoryError(f"cannot write the run directory {path}: {error}") from error
 
@@ -73,6 +83,11 @@ class RunWriter:
         self._warned = False
         self._last_flush = time.monotonic()
         self._closed = False
+        try:
+            self._lock: WriterLock | None = WriterLock(path, rank)  # readers tell a killed run by it
+        except OSError as error:
+            raise RunDirectoryError(f"{path}: rank {rank} is already being written by a live process "
+                                    f"({error.strerror})") from error
         self._thread = threading.Thread(target=self._run, name="gradprobe-store", daemon=True)
         self._thread.start()
 
@@ -109,9 +124,13 @@ class RunWriter:
         self._closed = True
         try:
             self._queue.put(("__stop__", None), timeout=timeout)
+            self._thread.join(timeout)
         except queue.Full:
-            return  # the writer thread is stuck on the disk; it is a daemon and dies with the process
-        self._thread.join(timeout)
+            pass  # the writer thread is stuck on the disk; it is a daemon and dies with the process
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
 
     # -- writer thread ----------------------------------------------------------------------
     def _run(self) -> None:
