@@ -13,7 +13,7 @@ from gradprobe.stats.inputs import build_table
 from .data import BLOCK, CPU_CHUNK, DTYPES, planted
 from .oracle import assert_stats_close, reference
 
-PATHS = ["exact", "avx512", "avx512-vbmi"]
+PATHS = [name for name, _, _ in _core.cpu_targets()]
 
 
 @pytest.fixture(params=PATHS)
@@ -48,4 +48,8 @@ def test_each_path_pairs_and_fused_pass(cpu_path, rng_seed):
 
 def test_unknown_or_unsupported_path_is_refused():
     with pytest.raises(ValueError, match="cpu path must be"):
-        _core.set_cpu_path("sse2")
+        _core.set_cpu_path("sse9")
+    unsupported = [name for name, supported, _ in _core.cpu_targets() if not supported]
+    for name in unsupported:
+        with pytest.raises(ValueError, match="this CPU cannot"):
+            _core.set_cpu_path(name)
