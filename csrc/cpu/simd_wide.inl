@@ -8,13 +8,22 @@
 // lanes are masked out of the sums and counted (not propagated), and the sums are those of
 // kernels/stats_math.hpp (shifted by the stretch's first value), added per lane.
 
+// W float lanes fill one register (or two, for NEON); the wide path's float64 vectors hold WD = W/2
+// lanes, the same size: wider generic vectors are split and some operations scalarised.
 constexpr int W = GP_LANES;
-typedef float vf __attribute__((vector_size(W * 4)));
-typedef int vi __attribute__((vector_size(W * 4)));
-typedef unsigned vu __attribute__((vector_size(W * 4)));
-typedef unsigned short vh __attribute__((vector_size(W * 2)));
-typedef double vd __attribute__((vector_size(W * 8)));
-typedef long long vl __attribute__((vector_size(W * 8)));
+constexpr int WD = W / 2;
+template <int N>
+struct Lanes {
+  typedef float f __attribute__((vector_size(N * 4)));
+  typedef int i __attribute__((vector_size(N * 4)));
+  typedef unsigned u __attribute__((vector_size(N * 4)));
+  typedef unsigned short h __attribute__((vector_size(N * 2)));
+};
+typedef Lanes<W>::f vf;
+typedef Lanes<W>::i vi;
+typedef Lanes<W>::u vu;
+typedef double vd __attribute__((vector_size(WD * 8)));
+typedef long long vl __attribute__((vector_size(WD * 8)));
 
 template <class V>
 inline V load_raw(const void* p) {
@@ -23,22 +32,45 @@ inline V load_raw(const void* p) {
   return v;
 }
 
+// Every lane x (vector + scalar broadcasts; a per-lane loop may go through memory).
 template <class V, class S>
 inline V splat(S x) {
-  V v;
-  for (int k = 0; k < (int)(sizeof(V) / sizeof(S)); ++k) v[k] = x;
-  return v;
+  V v = {};
+  return v + (__typeof__(v[0]))x;
 }
 
-inline bool any_lane(vi m) {
-  int acc = 0;
-  for (int k = 0; k < W; ++k) acc |= m[k];
+template <class V>
+constexpr int lanes_of() {
+  return (int)(sizeof(V) / sizeof(V{}[0]));
+}
+
+// Lane masks of float compares (vi) test with one movemask on x86; others fold lane by lane.
+template <class M>
+inline int lane_bits(M m) {
+#if defined(__AVX__)
+  if constexpr (sizeof(M) == 32) return _mm256_movemask_ps((__m256)m);
+#endif
+#if defined(__SSE2__)
+  if constexpr (sizeof(M) == 16) return _mm_movemask_ps((__m128)m);
+#endif
+  int bits = 0;
+  for (int k = 0; k < lanes_of<M>(); ++k) bits |= (m[k] != 0) << k;
+  return bits;
+}
+
+template <class M>
+inline bool any_lane(M m) {
+  if constexpr (sizeof(M) <= 32 && sizeof(m[0]) == 4) return lane_bits(m) != 0;
+  long long acc = 0;
+  for (int k = 0; k < lanes_of<M>(); ++k) acc |= m[k];
   return acc != 0;
 }
 
-inline bool all_lanes(vi m) {
-  int acc = -1;
-  for (int k = 0; k < W; ++k) acc &= m[k];
+template <class M>
+inline bool all_lanes(M m) {
+  if constexpr (sizeof(M) <= 32 && sizeof(m[0]) == 4) return lane_bits(m) == (1 << lanes_of<M>()) - 1;
+  long long acc = -1;
+  for (int k = 0; k < lanes_of<M>(); ++k) acc &= m[k];
   return acc != 0;
 }
 
@@ -46,91 +78,133 @@ inline vf abs_lanes(vf x) { return (vf)((vu)x & 0x7fffffffu); }
 inline vd abs_lanes(vd x) { return (vd)((vl)x & 0x7fffffffffffffffLL); }
 
 // IEEE half to float32, exact: normals and subnormals by one multiply, Inf/NaN by their bits.
-inline vf f16_to_f32(vh h16) {
-  const vu h = __builtin_convertvector(h16, vu);
-  const vu magnitude = h & 0x7fffu, sign = (h & 0x8000u) << 16;
-  vu bits = (vu)((vf)(magnitude << 13) * 0x1p112f);
+template <int N>
+inline typename Lanes<N>::f f16_to_f32(typename Lanes<N>::h h16) {
+  typedef typename Lanes<N>::u U;
+  typedef typename Lanes<N>::f F;
+  const U h = __builtin_convertvector(h16, U);
+  const U magnitude = h & 0x7fffu, sign = (h & 0x8000u) << 16;
+  U bits = (U)((F)(magnitude << 13) * 0x1p112f);
   bits = magnitude >= 0x7c00u ? ((magnitude << 13) | 0x7f800000u) : bits;
-  return (vf)(bits | sign);
+  return (F)(bits | sign);
 }
 
-template <int D>
-inline vf load_f(const void* base, i64 i) {
+// N elements of dtype D from base + i, as float32 lanes.
+template <int D, int N = W>
+inline typename Lanes<N>::f load_f(const void* base, i64 i) {
+  typedef typename Lanes<N>::f F;
   if constexpr (D == kF32) {
-    return load_raw<vf>((const float*)base + i);
+    return load_raw<F>((const float*)base + i);
   } else {
-    const vh h = load_raw<vh>((const unsigned short*)base + i);
-    if constexpr (D == kBF16) return (vf)(__builtin_convertvector(h, vu) << 16);
-    else return f16_to_f32(h);
+    const typename Lanes<N>::h h = load_raw<typename Lanes<N>::h>((const unsigned short*)base + i);
+    if constexpr (D == kBF16) return (F)(__builtin_convertvector(h, typename Lanes<N>::u) << 16);
+    else return f16_to_f32<N>(h);
   }
 }
 
 template <int D>
 inline vd load_d(const void* base, i64 i) {
   if constexpr (D == kF64) return load_raw<vd>((const double*)base + i);
-  else return __builtin_convertvector(load_f<D>(base, i), vd);
+  else return __builtin_convertvector(load_f<D, WD>(base, i), vd);
 }
 
 template <class V>
 inline double sum_lanes(V v) {
   double s = 0;
-  for (int k = 0; k < W; ++k) s += (double)v[k];
+  for (int k = 0; k < lanes_of<V>(); ++k) s += (double)v[k];
   return s;
 }
 
+// Per-lane float64 accumulators of the wide path.
+struct WideLanes {
+  vd s1, s2, l1, mn, mx;
+  vl n, zeros, nans;
+};
+
+inline void wide_init(WideLanes& w) {
+  w.s1 = w.s2 = w.l1 = splat<vd>(0.0);
+  w.mn = splat<vd>(__builtin_inf());
+  w.mx = splat<vd>(-__builtin_inf());
+  w.n = w.zeros = w.nans = splat<vl>(0LL);
+}
+
+// Adds WD values: non-finite lanes are masked out of the sums and counted.
+inline void wide_step(WideLanes& w, vd x, vd shift, u64* hist) {
+  const vd zero = splat<vd>(0.0);
+  const vl exponent = splat<vl>((long long)0x7ff0000000000000LL);
+  const vl bits = (vl)x;
+  const vl finite = (bits & exponent) != exponent;
+  const vd d = finite ? x - shift : zero;
+  w.s1 += d;
+  w.s2 += d * d;
+  w.l1 += finite ? abs_lanes(x) : zero;
+  w.mn = (finite & (x < w.mn)) ? x : w.mn;
+  w.mx = (finite & (x > w.mx)) ? x : w.mx;
+  w.n -= finite;
+  w.zeros -= x == zero;
+  w.nans -= x != x;
+  if (hist) {
+    // hist_bin: clamp(biased exponent - 1023 - kHistExpMin + 1) for finite non-zero x.
+    vl bin = ((bits >> 52) & 0x7ff) - (1023 + kHistExpMin - 1);
+    bin = bin < 0 ? 0 : bin;
+    bin = bin > kHistBins - 1 ? kHistBins - 1 : bin;
+    const vl counted = finite & (x != zero);
+    for (int k = 0; k < WD; ++k) hist[bin[k]] += (u64)(counted[k] & 1);
+  }
+}
+
+inline void wide_flush(const WideLanes& w, double count, Sums& s) {
+  double finite_count = 0, nan_count = 0, zero_count = 0;
+  for (int k = 0; k < WD; ++k) {
+    finite_count += (double)w.n[k];
+    nan_count += (double)w.nans[k];
+    zero_count += (double)w.zeros[k];
+    s.mn = min_value(s.mn, w.mn[k]);
+    s.mx = max_value(s.mx, w.mx[k]);
+  }
+  s.n += finite_count;
+  s.s1 += sum_lanes(w.s1);
+  s.s2 += sum_lanes(w.s2);
+  s.l1 += sum_lanes(w.l1);
+  s.zeros += zero_count;
+  s.nans += nan_count;
+  s.infs += count - finite_count - nan_count;
+}
+
+template <int DA, int DB, bool kPair>
+inline vd load_wide(const void* a, const void* b, i64 i) {
+  vd x = load_d<DA>(a, i);
+  if constexpr (kPair) x -= load_d<DB>(b, i);
+  return x;
+}
+
 // Adds elements [start, start+len) of x = a (or a - b, in float64) into s, and their bins into hist.
+// Two accumulator sets hide the add latency.
 template <int DA, int DB, bool kPair>
 void wide_add(const TensorDesc& t, i64 start, i64 len, Sums& s, u64* hist) {
   const void* a = (const void*)t.a;
   const void* b = (const void*)t.b;
-  const vd shift = splat<vd>(s.shift), zero = splat<vd>(0.0);
-  const vl exponent = splat<vl>((long long)0x7ff0000000000000LL);
-  vd s1 = zero, s2 = zero, l1 = zero, mn = splat<vd>(__builtin_inf()), mx = splat<vd>(-__builtin_inf());
-  vl n = {}, zeros = {}, nans = {};
+  const vd shift = splat<vd>(s.shift);
+  WideLanes w0, w1;
+  wide_init(w0);
+  wide_init(w1);
   const i64 end = start + len;
   i64 i = start;
-  for (; i + W <= end; i += W) {
-    vd x = load_d<DA>(a, i);
-    if constexpr (kPair) x -= load_d<DB>(b, i);
-    const vl bits = (vl)x;
-    const vl finite = (bits & exponent) != exponent;
-    const vd d = finite ? x - shift : zero;
-    s1 += d;
-    s2 += d * d;
-    l1 += finite ? abs_lanes(x) : zero;
-    mn = (finite & (x < mn)) ? x : mn;
-    mx = (finite & (x > mx)) ? x : mx;
-    n -= finite;
-    zeros -= x == zero;
-    nans -= x != x;
-    if (hist) {
-      // hist_bin: clamp(biased exponent - 1023 - kHistExpMin + 1) for finite non-zero x.
-      vl bin = ((bits >> 52) & 0x7ff) - (1023 + kHistExpMin - 1);
-      bin = bin < 0 ? 0 : bin;
-      bin = bin > kHistBins - 1 ? kHistBins - 1 : bin;
-      const vl counted = finite & (x != zero);
-      for (int k = 0; k < W; ++k) hist[bin[k]] += (u64)(counted[k] & 1);
-    }
+  for (; i + 2 * WD <= end; i += 2 * WD) {
+    wide_step(w0, load_wide<DA, DB, kPair>(a, b, i), shift, hist);
+    wide_step(w1, load_wide<DA, DB, kPair>(a, b, i + WD), shift, hist);
+  }
+  if (i + WD <= end) {
+    wide_step(w0, load_wide<DA, DB, kPair>(a, b, i), shift, hist);
+    i += WD;
   }
   if (i > start) {
-    double count = 0, finite_count = 0, nan_count = 0, zero_count = 0;
-    for (int k = 0; k < W; ++k) {
-      finite_count += (double)n[k];
-      nan_count += (double)nans[k];
-      zero_count += (double)zeros[k];
-      s.mn = min_value(s.mn, mn[k]);
-      s.mx = max_value(s.mx, mx[k]);
-    }
-    count = (double)(i - start);
-    s.n += finite_count;
-    s.s1 += sum_lanes(s1);
-    s.s2 += sum_lanes(s2);
-    s.l1 += sum_lanes(l1);
-    s.zeros += zero_count;
-    s.nans += nan_count;
-    s.infs += count - finite_count - nan_count;
+    const double count = (double)(i - start);
+    wide_flush(w0, 0.0, s);
+    wide_flush(w1, 0.0, s);
+    s.infs += count;  // each flush subtracted its finite and NaN lanes
   }
-  for (; i < end; ++i) {  // fewer than W elements
+  for (; i < end; ++i) {  // fewer than WD elements
     const int bin = sums_add(s, load_input(a, DA, b, DB, i));
     if (hist && bin >= 0) ++hist[bin];
   }

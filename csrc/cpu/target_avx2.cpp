@@ -2,6 +2,8 @@
 // The shared kernel source (simd_wide.inl, simd_kernel.inl) compiled for this target's ISA; the
 // flags come from CMakeLists.txt (this file only), so no other code depends on them.
 #define GP_ISA_LOCAL 1
+#include <immintrin.h>
+
 #include "simd_targets.hpp"
 
 namespace gp::cpu::avx2 {

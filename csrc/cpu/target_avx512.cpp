@@ -218,7 +218,7 @@ constexpr int kTables = 16;
 constexpr int kTableSize = 512;
 
 struct ExponentTables {
-  alignas(64) u32 count[kTables][kTableSize];
+  alignas(64) u32 count[kTables][kTableSize + 16];  // +64 bytes: tables 4 KiB apart would alias
 };
 
 ExponentTables& thread_tables() {
