@@ -46,7 +46,7 @@ inline float block_mean(const TensorDesc& t, i64 i) {
     a += load_x<D, kPair>(t, j);
     b += load_x<D, kPair>(t, j + W);
   }
-  const float mean = (float)sum_lanes(a + b) * (1.0f / kBlock);
+  const float mean = sum_lanes_float(a + b) * (1.0f / kBlock);
   return __builtin_isfinite(mean) ? mean : 0.0f;
 }
 

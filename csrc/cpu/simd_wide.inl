@@ -108,11 +108,36 @@ inline vd load_d(const void* base, i64 i) {
   else return __builtin_convertvector(load_f<D, WD>(base, i), vd);
 }
 
+// Sum of the lanes by halving (log2 steps of latency, not one add per lane): the block's shift is
+// on the critical path of every block. Float lanes are widened to float64 first.
+template <class T, int N>
+struct Halving {
+  typedef T V __attribute__((vector_size(N * sizeof(T))));
+  typedef T H __attribute__((vector_size(N * sizeof(T) / 2)));
+  static T sum(V v) {
+    H lo, hi;
+    __builtin_memcpy(&lo, &v, sizeof lo);
+    __builtin_memcpy(&hi, (const char*)&v + sizeof lo, sizeof hi);
+    return Halving<T, N / 2>::sum(*(typename Halving<T, N / 2>::V*)&(lo) + hi);
+  }
+};
+
+template <class T>
+struct Halving<T, 1> {
+  typedef T V __attribute__((vector_size(sizeof(T))));
+  static T sum(V v) { return v[0]; }
+};
+
+inline float sum_lanes_float(vf v) { return Halving<float, W>::sum(v); }
+
 template <class V>
 inline double sum_lanes(V v) {
-  double s = 0;
-  for (int k = 0; k < lanes_of<V>(); ++k) s += (double)v[k];
-  return s;
+  if constexpr (sizeof(v[0]) == 8) {
+    return Halving<double, lanes_of<V>()>::sum((typename Halving<double, lanes_of<V>()>::V)v);
+  } else {
+    typedef double D __attribute__((vector_size(lanes_of<V>() * 8)));
+    return Halving<double, lanes_of<V>()>::sum(__builtin_convertvector(v, D));
+  }
 }
 
 // Per-lane float64 accumulators of the wide path.
