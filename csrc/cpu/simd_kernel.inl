@@ -124,9 +124,34 @@ inline u64 sum_bytes(vb v) {
 #endif
 }
 
-// Counts one finite block into hist; false (nothing counted) when it spans more than kMaxSpan fields.
+// Per-field byte counters kept across blocks: a block adds at most kPacked (16) to a lane, so
+// 15 blocks fit a byte before the counters are summed into bins (one byte sum per field per 15
+// blocks instead of per block). Per thread; every flush leaves the touched counters zeroed.
+struct FieldCounters {
+  vb count[256];
+  int lo = 256, top = -1, blocks = 0;
+};
+
+FieldCounters& thread_counters() {
+  thread_local FieldCounters counters{};
+  return counters;
+}
+
+void flush_counters(FieldCounters& c, u64* hist) {
+  for (int field = c.lo; field <= c.top; ++field) {
+    const u64 n = sum_bytes(c.count[field]);
+    if (n) hist[hist_bin_of_f32_exponent_field(field)] += n;
+    c.count[field] = splat<vb>((unsigned char)0);
+  }
+  c.lo = 256;
+  c.top = -1;
+  c.blocks = 0;
+}
+
+// Counts one finite block into the counters (and hist); false (nothing counted) when it spans more
+// than kMaxSpan fields.
 template <int D, bool kPair>
-bool block_hist_bytes(const TensorDesc& t, i64 i, u64 zeros, bool has_tiny, u64* hist) {
+bool block_hist_bytes(const TensorDesc& t, i64 i, u64 zeros, bool has_tiny, FieldCounters& counters, u64* hist) {
   vb fields[kPacked];
   vb lo_minus_one = splat<vb>((unsigned char)255), hi = splat<vb>((unsigned char)0);
   for (int v = 0; v < kPacked; ++v) {
@@ -149,13 +174,16 @@ bool block_hist_bytes(const TensorDesc& t, i64 i, u64 zeros, bool has_tiny, u64*
     for (int v = 0; v < kPacked; ++v) count -= (vsb)(fields[v] == (unsigned char)0);
     hist[0] += sum_bytes((vb)count) - zeros;
   }
+  if (lo > top) return true;
   for (int field = lo; field <= top; ++field) {
     const vb f = splat<vb>((unsigned char)field);
-    vsb count = {};
+    vsb count = (vsb)counters.count[field];
     for (int v = 0; v < kPacked; ++v) count -= (vsb)(fields[v] == f);
-    const u64 c = sum_bytes((vb)count);
-    if (c) hist[hist_bin_of_f32_exponent_field(field)] += c;
+    counters.count[field] = (vb)count;
   }
+  counters.lo = lo < counters.lo ? lo : counters.lo;
+  counters.top = top > counters.top ? top : counters.top;
+  if (++counters.blocks == 15) flush_counters(counters, hist);
   return true;
 }
 
@@ -179,6 +207,7 @@ Partial stretch_fast(const TensorDesc& t, i64 start, i64 len, Sums& exact, u64* 
   vf run_min = inf, run_max = minus_inf;
   u64 table_zeros = 0;  // zeros of the blocks counted into the exponent tables
   bool tables_used = false;
+  FieldCounters& counters = thread_counters();
   const i64 end = start + len;
   i64 i = start;
   for (; i + kBlock <= end; i += kBlock) {
@@ -234,7 +263,7 @@ Partial stretch_fast(const TensorDesc& t, i64 start, i64 len, Sums& exact, u64* 
     partial_merge(blocks, block);
     run_min = block_min < run_min ? block_min : run_min;
     run_max = block_max > run_max ? block_max : run_max;
-    if (hist && !block_hist_bytes<D, kPair>(t, i, zeros, any_lane(tiny < __FLT_MIN__), hist)) {
+    if (hist && !block_hist_bytes<D, kPair>(t, i, zeros, any_lane(tiny < __FLT_MIN__), counters, hist)) {
       block_hist_tables<D, kPair>(t, i, thread_tables());
       table_zeros += zeros;
       tables_used = true;
@@ -242,6 +271,7 @@ Partial stretch_fast(const TensorDesc& t, i64 start, i64 len, Sums& exact, u64* 
   }
   if (i < end) wide_add_any(t, i, end - i, exact, hist);
   if (hist && tables_used) fold_tables(thread_tables(), table_zeros, hist);
+  if (hist) flush_counters(counters, hist);
   Partial result = partial_from_sums(exact);
   partial_merge(result, blocks);
   if (blocks.n > 0) {
