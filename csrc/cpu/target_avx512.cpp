@@ -248,6 +248,84 @@ void fold_tables(ExponentTables& tables, u64 zeros, u64* hist) {
   }
 }
 
+// Mask histogram (AVX-512BW without VBMI): the block's exponent fields packed to bytes (packs +
+// packus: lane order scrambled, irrelevant to counting); each field between the block's smallest
+// and largest non-zero field is counted by a byte compare to a mask and a masked byte add (two
+// instructions per 64 values). Per-field byte counters are summed every 15 blocks (a block adds at
+// most 8 per lane). Blocks spanning more than kMaxSpan fields use the exponent tables.
+constexpr int kMaxSpan = 40;
+
+struct FieldCounters {
+  __m512i count[256];
+  int lo = 256, top = -1, blocks = 0;
+};
+
+FieldCounters& thread_counters() {
+  thread_local FieldCounters counters{};
+  return counters;
+}
+
+GP_AVX512 void flush_counters(FieldCounters& c, u64* hist) {
+  for (int field = c.lo; field <= c.top; ++field) {
+    const u64 n = (u64)_mm512_reduce_add_epi64(_mm512_sad_epu8(c.count[field], _mm512_setzero_si512()));
+    if (n) hist[hist_bin_of_f32_exponent_field(field)] += n;
+    c.count[field] = _mm512_setzero_si512();
+  }
+  c.lo = 256;
+  c.top = -1;
+  c.blocks = 0;
+}
+
+GP_AVX512 inline int min_byte_bw(__m512i v) {
+  __m256i y = _mm256_min_epu8(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
+  __m128i z = _mm_min_epu8(_mm256_castsi256_si128(y), _mm256_extracti128_si256(y, 1));
+  z = _mm_min_epu8(z, _mm_srli_epi16(z, 8));
+  z = _mm_and_si128(z, _mm_set1_epi16(0xFF));
+  return _mm_cvtsi128_si32(_mm_minpos_epu16(z)) & 0xFFFF;
+}
+
+template <int D, bool kPair>
+GP_AVX512 inline __m512i exponent_fields(const TensorDesc& t, i64 j) {
+  return _mm512_srli_epi32(_mm512_slli_epi32(_mm512_castps_si512(load_x<D, kPair>(t, j)), 1), 24);
+}
+
+template <int D, bool kPair>
+GP_AVX512 bool block_hist_masks(const TensorDesc& t, i64 i, u64 zeros, bool has_tiny, FieldCounters& counters,
+                                u64* hist) {
+  __m512i fields[kVectorsPerBlock];
+  __m512i lo_minus_one = _mm512_set1_epi8((char)0xFF), hi = _mm512_setzero_si512();
+  const __m512i one = _mm512_set1_epi8(1);
+  for (int v = 0; v < kVectorsPerBlock; ++v) {
+    const i64 j = i + 64 * v;
+    const __m512i a = _mm512_packs_epi32(exponent_fields<D, kPair>(t, j), exponent_fields<D, kPair>(t, j + 16));
+    const __m512i b = _mm512_packs_epi32(exponent_fields<D, kPair>(t, j + 32), exponent_fields<D, kPair>(t, j + 48));
+    fields[v] = _mm512_packus_epi16(a, b);
+    lo_minus_one = _mm512_min_epu8(lo_minus_one, _mm512_sub_epi8(fields[v], one));  // field 0 wraps to 255
+    hi = _mm512_max_epu8(hi, fields[v]);
+  }
+  const int lo = min_byte_bw(lo_minus_one) + 1;
+  const int top = 255 - min_byte_bw(_mm512_sub_epi8(_mm512_set1_epi8((char)0xFF), hi));
+  if (lo <= top && top - lo + 1 > kMaxSpan) return false;
+  if (has_tiny) {  // field 0 counts zeros (no bin) and subnormals (bin 0)
+    u64 field_zero = 0;
+    for (int v = 0; v < kVectorsPerBlock; ++v)
+      field_zero += (u64)__builtin_popcountll(_mm512_cmpeq_epi8_mask(fields[v], _mm512_setzero_si512()));
+    hist[0] += field_zero - zeros;
+  }
+  if (lo > top) return true;
+  for (int field = lo; field <= top; ++field) {
+    const __m512i f = _mm512_set1_epi8((char)field);
+    __m512i count = counters.count[field];
+    for (int v = 0; v < kVectorsPerBlock; ++v)
+      count = _mm512_mask_add_epi8(count, _mm512_cmpeq_epi8_mask(fields[v], f), count, one);
+    counters.count[field] = count;
+  }
+  counters.lo = lo < counters.lo ? lo : counters.lo;
+  counters.top = top > counters.top ? top : counters.top;
+  if (++counters.blocks == 15) flush_counters(counters, hist);
+  return true;
+}
+
 // Base AVX-512 (F/BW/DQ/VL, e.g. Skylake-SP); kVectorHist adds the VBMI/BITALG/GFNI histogram,
 // an out-of-line call made only on CPUs that have those (Ice Lake, Sapphire Rapids, Zen 4).
 template <int D, bool kPair, bool kVectorHist>
@@ -259,6 +337,7 @@ GP_AVX512 Partial stretch_fast(const TensorDesc& t, i64 start, i64 len, Sums& ex
   partial_init(blocks);
   __m512 run_min = inf, run_max = _mm512_set1_ps(-__builtin_inff());
   u64 table_zeros = 0;  // zeros of the blocks counted into the exponent tables
+  bool tables_used = false;
   const i64 end = start + len;
   i64 i = start;
   for (; i + kFastBlock <= end; i += kFastBlock) {
@@ -321,15 +400,20 @@ GP_AVX512 Partial stretch_fast(const TensorDesc& t, i64 start, i64 len, Sums& ex
     if (hist) {
       if constexpr (kVectorHist) {
         block_hist<D, kPair>(t, i, zeros, _mm512_cmp_ps_mask(tiny, smallest_normal, _CMP_LT_OQ) != 0, hist);
-      } else {
+      } else if (!block_hist_masks<D, kPair>(t, i, zeros, _mm512_cmp_ps_mask(tiny, smallest_normal, _CMP_LT_OQ) != 0,
+                                             thread_counters(), hist)) {
         block_hist_tables<D, kPair>(t, i, thread_tables());
         table_zeros += zeros;
+        tables_used = true;
       }
     }
   }
   if (i < end) wide_add_any(t, i, end - i, exact, hist);
   if constexpr (!kVectorHist) {
-    if (hist) fold_tables(thread_tables(), table_zeros, hist);
+    if (hist) {
+      if (tables_used) fold_tables(thread_tables(), table_zeros, hist);
+      flush_counters(thread_counters(), hist);
+    }
   }
   Partial result = partial_from_sums(exact);
   partial_merge(result, blocks);
