@@ -153,8 +153,11 @@ inline void wide_init(WideLanes& w) {
   w.n = w.zeros = w.nans = splat<vl>(0LL);
 }
 
-// Adds WD values: non-finite lanes are masked out of the sums and counted.
-inline void wide_step(WideLanes& w, vd x, vd shift, u64* hist) {
+// Adds WD values: non-finite lanes are masked out of the sums and counted. Lane k's bin goes to
+// counts[k * stride + bin]: per-lane rows (stride kHistBins) keep neighbours that share a bin from
+// serialising on one counter; stride 0 counts every lane straight into one histogram.
+template <class Count>
+inline void wide_step(WideLanes& w, vd x, vd shift, Count* counts, int stride) {
   const vd zero = splat<vd>(0.0);
   const vl exponent = splat<vl>((long long)0x7ff0000000000000LL);
   const vl bits = (vl)x;
@@ -168,13 +171,14 @@ inline void wide_step(WideLanes& w, vd x, vd shift, u64* hist) {
   w.n -= finite;
   w.zeros -= x == zero;
   w.nans -= x != x;
-  if (hist) {
+  if (counts) {
     // hist_bin: clamp(biased exponent - 1023 - kHistExpMin + 1) for finite non-zero x.
-    vl bin = ((bits >> 52) & 0x7ff) - (1023 + kHistExpMin - 1);
-    bin = bin < 0 ? 0 : bin;
-    bin = bin > kHistBins - 1 ? kHistBins - 1 : bin;
     const vl counted = finite & (x != zero);
-    for (int k = 0; k < WD; ++k) hist[bin[k]] += (u64)(counted[k] & 1);
+    for (int k = 0; k < WD; ++k) {
+      int bin = (int)((bits[k] >> 52) & 0x7ff) - (1023 + kHistExpMin - 1);
+      bin = bin < 0 ? 0 : (bin > kHistBins - 1 ? kHistBins - 1 : bin);
+      counts[k * stride + bin] += (Count)(counted[k] & 1);
+    }
   }
 }
 
@@ -203,36 +207,50 @@ inline vd load_wide(const void* a, const void* b, i64 i) {
   return x;
 }
 
-// Adds elements [start, start+len) of x = a (or a - b, in float64) into s, and their bins into hist.
-// Two accumulator sets hide the add latency.
-template <int DA, int DB, bool kPair>
-void wide_add(const TensorDesc& t, i64 start, i64 len, Sums& s, u64* hist) {
+// Adds elements [start, start+len) of x = a (or a - b, in float64) into s, and their bins into
+// counts (see wide_step; the second accumulator set uses the rows after the first's). Two
+// accumulator sets hide the add latency.
+template <int DA, int DB, bool kPair, class Count>
+void wide_add_counting(const TensorDesc& t, i64 start, i64 len, Sums& s, Count* counts, int stride) {
   const void* a = (const void*)t.a;
   const void* b = (const void*)t.b;
   const vd shift = splat<vd>(s.shift);
   WideLanes w0, w1;
   wide_init(w0);
   wide_init(w1);
+  Count* counts1 = counts ? counts + WD * stride : nullptr;
   const i64 end = start + len;
   i64 i = start;
   for (; i + 2 * WD <= end; i += 2 * WD) {
-    wide_step(w0, load_wide<DA, DB, kPair>(a, b, i), shift, hist);
-    wide_step(w1, load_wide<DA, DB, kPair>(a, b, i + WD), shift, hist);
+    wide_step(w0, load_wide<DA, DB, kPair>(a, b, i), shift, counts, stride);
+    wide_step(w1, load_wide<DA, DB, kPair>(a, b, i + WD), shift, counts1, stride);
   }
   if (i + WD <= end) {
-    wide_step(w0, load_wide<DA, DB, kPair>(a, b, i), shift, hist);
+    wide_step(w0, load_wide<DA, DB, kPair>(a, b, i), shift, counts, stride);
     i += WD;
   }
   if (i > start) {
-    const double count = (double)(i - start);
     wide_flush(w0, 0.0, s);
     wide_flush(w1, 0.0, s);
-    s.infs += count;  // each flush subtracted its finite and NaN lanes
+    s.infs += (double)(i - start);  // each flush subtracted its finite and NaN lanes
   }
   for (; i < end; ++i) {  // fewer than WD elements
     const int bin = sums_add(s, load_input(a, DA, b, DB, i));
-    if (hist && bin >= 0) ++hist[bin];
+    if (counts && bin >= 0) ++counts[bin];
   }
+}
+
+// Below this many elements (tails, small tensors) lanes count straight into hist: zeroing and
+// folding the per-lane rows would cost more than the serialised counters.
+constexpr i64 kLaneRowsFrom = 2048;
+
+template <int DA, int DB, bool kPair>
+void wide_add(const TensorDesc& t, i64 start, i64 len, Sums& s, u64* hist) {
+  if (!hist || len < kLaneRowsFrom) return wide_add_counting<DA, DB, kPair, u64>(t, start, len, s, hist, 0);
+  u32 rows[2 * WD * kHistBins] = {};  // one row per lane of each accumulator set; the tail adds to row 0
+  wide_add_counting<DA, DB, kPair, u32>(t, start, len, s, rows, kHistBins);
+  for (int r = 0; r < 2 * WD; ++r)
+    for (int bin = 0; bin < kHistBins; ++bin) hist[bin] += rows[r * kHistBins + bin];
 }
 
 template <int DA>
