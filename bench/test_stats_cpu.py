@@ -1,7 +1,11 @@
 """CPU statistics speed on BERT-shaped gradient sets, against the read floor and the naive loop.
 
-Targets (2-core reference machine): all statistics without histogram <= 1.3x the floor, with the
-histogram <= 2x, and >= 25x faster than the naive per-tensor loop on BERT-base.
+Targets (2-core reference machine, every x86 CPU target from avx2 up, BERT-base float32): all
+statistics without histogram <= 1.3x the floor, with the histogram <= 2x, >= 25x faster than the
+naive per-tensor loop; bfloat16 <= 1.5x; float64 input and one NaN per tensor <= 3x. The floor
+reads the case's own bytes (a bfloat16 set has half the bytes of its float32 set).
+`test_cpu_target_speed` runs every case on every target this CPU supports (forced at run time);
+`bash bench/run_cpu.sh` prints them as one target x case table.
 """
 
 from __future__ import annotations
@@ -26,13 +30,13 @@ def tensor_sets():
 
 
 def read_floor(tensors):
-    """Reads every byte once as fast as the memory allows (one AVX-512 sum per tensor, all cores)."""
+    """Reads every byte once as fast as the memory allows (the best CPU target's sum, all cores)."""
     for t in tensors:
-        _core.read_floor_sum(t.data_ptr(), t.numel(), 0)
+        _core.read_floor_sum(t.data_ptr(), t.numel() * t.element_size() // 4, 0)
 
 
 def on_path(path, fn):
-    """Runs fn on a forced CPU path (what CPUs without some AVX-512 extensions take)."""
+    """Runs fn on a forced CPU target (what a CPU without the best one's extensions takes)."""
     def run(ts):
         before = _core.cpu_path()
         _core.set_cpu_path(path)
@@ -47,8 +51,6 @@ METHODS = {
     "read_floor": read_floor,
     "gradprobe_cpu": lambda ts: gradprobe.tensor_stats(ts, histogram=False, backend="cpu"),
     "gradprobe_cpu_hist": lambda ts: gradprobe.tensor_stats(ts, histogram=True, backend="cpu"),
-    # AVX-512 without VBMI/BITALG/GFNI (Skylake-SP, Cascade Lake): table histogram.
-    "gradprobe_cpu_hist[avx512 without vbmi]": on_path("avx512", lambda ts: gradprobe.tensor_stats(ts, histogram=True)),
     "naive_torch_loop": naive_torch_loop,
     "torch_foreach_norm": lambda ts: torch._foreach_norm(ts),
 }
@@ -75,3 +77,54 @@ def test_cpu_stats_speed(benchmark, tensor_sets, results, tensor_set, method):
     results.add(set=f"{tensor_set} ({len(tensors)} tensors, {nbytes(tensors) / 1e6:.0f} MB fp32)", method=method,
                 ms=ms * 1e3, floor_ms=floor * 1e3, ratio=ratio,
                 note=f"{nbytes(tensors) / floor / 1e9:.1f} GB/s floor" if method == "read_floor" else "")
+
+
+# Every CPU target this CPU supports from the baseline up (exact, the per-element reference, is
+# the naive loop's order of cost and is left out).
+TARGETS = [name for name, supported, _ in _core.cpu_targets() if supported and name != "exact"]
+
+
+def with_nan(tensors):
+    out = [t.clone() for t in tensors]
+    for t in out:
+        t.view(-1)[t.numel() // 2] = float("nan")
+    return out
+
+
+# case -> (derive the inputs from the float32 set, histogram)
+CASES = {
+    "f32": (lambda ts: ts, False),
+    "f32_hist": (lambda ts: ts, True),
+    "bf16": (lambda ts: [t.to(torch.bfloat16) for t in ts], False),
+    "bf16_hist": (lambda ts: [t.to(torch.bfloat16) for t in ts], True),
+    "f64": (lambda ts: [t.double() for t in ts], False),
+    "one_nan": (with_nan, False),
+    "one_nan_hist": (with_nan, True),
+}
+
+
+@pytest.fixture(scope="session")
+def case_inputs(tensor_sets):
+    cache = {}
+
+    def get(tensor_set, case):
+        key = (tensor_set, case)
+        if key not in cache:
+            cache[key] = CASES[case][0](tensor_sets[tensor_set])
+        return cache[key]
+
+    return get
+
+
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("tensor_set", SETS)
+def test_cpu_target_speed(benchmark, case_inputs, results, tensor_set, target, case):
+    tensors = case_inputs(tensor_set, case)
+    histogram = CASES[case][1]
+    fn = on_path(target, lambda ts: gradprobe.tensor_stats(ts, histogram=histogram, backend="cpu"))
+    ms, floor, ratio = interleaved(fn, read_floor, (tensors,), 11)
+    benchmark.extra_info.update(target=target, case=case, set=tensor_set, ratio_to_floor=ratio,
+                                floor_ms=floor * 1e3, bytes=nbytes(tensors))
+    benchmark.pedantic(fn, args=(tensors,), rounds=3, iterations=1, warmup_rounds=0)
+    results.add(set=f"{tensor_set} [{target}]", method=case, ms=ms * 1e3, floor_ms=floor * 1e3, ratio=ratio, note="")

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "cpu/cpu_dispatch.hpp"
 #include "cpu/stats_cpu.hpp"
 #include "post_step_args.hpp"
 #include "table_args.hpp"
@@ -38,7 +39,7 @@ class CpuEngine {
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
-  m.doc() = "gradprobe CPU statistics core (fused multi-tensor pass, OpenMP, AVX-512 where present)";
+  m.doc() = "gradprobe CPU statistics core (fused multi-tensor pass, OpenMP, SIMD target chosen at run time)";
   gp::bind::register_constants(m);
 
   py::class_<gp::bind::TableArgs>(m, "TensorTable")
@@ -85,25 +86,27 @@ PYBIND11_MODULE(_core, m) {
   m.def("gather_tensors", &gp::bind::gather_tensors, py::arg("objects"), py::arg("attr"), py::arg("codes"),
         py::arg("ptrs"), py::arg("numels"), py::arg("dtypes"), py::arg("devices"),
         "Fills the raw table of torch tensors (or of their attribute attr, e.g. 'grad'); returns how many were None.");
-  m.def("has_avx512", &gp::cpu::has_avx512, "Whether the AVX-512 fast path runs on this CPU.");
+  m.def("has_avx512", &gp::cpu::has_avx512, "Whether this CPU has AVX-512 F/BW/DQ/VL.");
+  m.def("cpu_path", &gp::cpu::cpu_target,
+        "The CPU pass's SIMD target now: exact (per-element float64 reference), sse2, sse4, avx2, avx512,\n"
+        "avx512-vbmi (x86), neon, sve256 (aarch64) or generic.");
+  m.def("best_cpu_path", &gp::cpu::best_cpu_target, "The best compiled CPU target this CPU supports.");
+  m.def("cpu_path_reason", &gp::cpu::cpu_target_reason, "Which CPU target the pass takes, and why.");
   m.def(
-      "cpu_path", []() {
-        static const char* names[] = {"exact", "avx512", "avx512-vbmi"};
-        return std::string(names[static_cast<int>(gp::cpu::cpu_path())]);
+      "cpu_targets",
+      []() {
+        py::list out;
+        for (const auto& t : gp::cpu::cpu_targets()) out.append(py::make_tuple(t.name, t.supported, t.needs));
+        return out;
       },
-      "The CPU pass's fast path: exact (scalar float64), avx512, or avx512-vbmi (vector histogram).");
+      "Every CPU target this build contains, lowest first: (name, supported by this CPU, what it needs).");
   m.def(
       "set_cpu_path",
       [](const std::string& name) {
-        gp::cpu::CpuPath path;
-        if (name == "exact") path = gp::cpu::CpuPath::kExact;
-        else if (name == "avx512") path = gp::cpu::CpuPath::kAvx512;
-        else if (name == "avx512-vbmi") path = gp::cpu::CpuPath::kAvx512Vbmi;
-        else if (name == "best") path = gp::cpu::best_cpu_path();
-        else throw py::value_error("cpu path must be exact, avx512, avx512-vbmi or best, not '" + name + "'");
-        if (!gp::cpu::set_cpu_path(path)) throw py::value_error("this CPU cannot take the '" + name + "' path");
+        const std::string error = gp::cpu::set_cpu_target(name);
+        if (!error.empty()) throw py::value_error(error);
       },
-      py::arg("name"), "Forces a CPU fast path at or below what this CPU supports (tests, benchmarks).");
+      py::arg("name"), "Forces a CPU target this CPU supports, or 'best' (tests, benchmarks).");
   m.def("max_threads", []() { return omp_get_max_threads(); }, "OpenMP threads available.");
   m.def(
       "read_floor_sum",
@@ -113,7 +116,7 @@ PYBIND11_MODULE(_core, m) {
         return gp::cpu::read_floor_sum(reinterpret_cast<const float*>(ptr), n, threads);
       },
       py::arg("ptr"), py::arg("n"), py::arg("threads") = 0,
-      "Reads n float32 values once as fast as possible (the memory-read floor for benchmarks).");
+      "Reads n float32 values once as fast as the current CPU target can (the memory-read floor for benchmarks).");
 
   // The fused CPU post-step operation (csrc/post_step_args.hpp).
   gp::bind::register_post_step(m);

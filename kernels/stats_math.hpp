@@ -8,6 +8,10 @@
 
 #if defined(__CUDACC__) || defined(__CUDACC_RTC__)
 #define GP_HD __host__ __device__ __forceinline__
+#elif defined(GP_ISA_LOCAL)
+// A translation unit compiled for one instruction set (csrc/cpu/target_*.cpp): its copies stay
+// local, so the linker cannot hand an AVX2-compiled copy to code that runs on a baseline CPU.
+#define GP_HD static inline
 #else
 #define GP_HD inline
 #endif

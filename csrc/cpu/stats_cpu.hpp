@@ -15,15 +15,7 @@ constexpr i64 kPairChunk = i64{1} << 16;
 // waking threads costs more than it saves on small inputs and busy machines.
 constexpr i64 kParallelThreshold = i64{1} << 20;
 
-// Which fast path the CPU pass takes: ordered, each a superset of the one before.
-enum class CpuPath : int { kExact = 0, kAvx512 = 1, kAvx512Vbmi = 2 };
-
-bool has_avx512();              // F, BW, DQ, VL: the float-lane statistics
-bool has_avx512_vector_hist();  // + VBMI, BITALG, GFNI: the vector exponent histogram
-CpuPath best_cpu_path();
-CpuPath cpu_path();
-// Chooses a path at or below what this CPU supports (tests and benchmarks); false if it cannot.
-bool set_cpu_path(CpuPath path);
+bool has_avx512();  // F, BW, DQ, VL: streaming copies of the post-step pass
 
 // The fused post-step operation (CPU only): for a pair (a - b), also the statistics of one side
 // alone into output row `row` (-1: none): `a`, or `b` with kRowOfB; by flags, leave that row's

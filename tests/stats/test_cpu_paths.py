@@ -1,5 +1,7 @@
-"""Every CPU fast path this machine can take gives the reference's results: exact (scalar float64),
-avx512 (float lanes, table histogram: e.g. Skylake-SP) and avx512-vbmi (vector histogram)."""
+"""Every CPU target this build contains and this CPU supports, forced at run time, gives the float64
+reference's results: exact (per-element float64), the x86 targets (sse2, sse4, avx2, avx512,
+avx512-vbmi) or the aarch64 ones (neon, sve256). Targets this CPU lacks skip with the reason; the
+aarch64 targets run under qemu in tests/native."""
 
 from __future__ import annotations
 
@@ -10,13 +12,13 @@ from gradprobe import StatsComputer, _core, diff_stats, tensor_stats
 from gradprobe.stats.inputs import build_table
 from gradprobe.stats.post_step import PostStepTable
 
-from .data import BLOCK, CPU_CHUNK, DTYPES, planted
+from .data import BLOCK, CPU_CHUNK, DTYPES, planted, shapes_for
 from .oracle import assert_stats_close, reference
 
-PATHS = ["exact", "avx512", "avx512-vbmi"]
+TARGETS = [name for name, _, _ in _core.cpu_targets()]
 
 
-@pytest.fixture(params=PATHS)
+@pytest.fixture(params=TARGETS)
 def cpu_path(request):
     before = _core.cpu_path()
     try:
@@ -28,14 +30,48 @@ def cpu_path(request):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=[str(d) for d in DTYPES])
-def test_each_path_matches_reference(cpu_path, dtype, rng_seed):
+def test_each_target_matches_reference(cpu_path, dtype, rng_seed):
     g = torch.Generator().manual_seed(rng_seed)
-    tensors = [planted(n, dtype, g) for n in (7, BLOCK + 1, 40 * BLOCK, CPU_CHUNK + 3)]
-    tensors += [planted(n, dtype, g, specials=False) for n in (64 * BLOCK, 300_001)]
+    tensors = [planted(n, dtype, g) for n in shapes_for(CPU_CHUNK)]
+    tensors += [planted(n, dtype, g, specials=False) for n in (BLOCK - 1, 64 * BLOCK, 300_001)]
     assert_stats_close(tensor_stats(tensors, backend="cpu"), reference(tensors), f"{cpu_path} {dtype} seed={rng_seed}")
 
 
-def test_each_path_pairs_and_fused_pass(cpu_path, rng_seed):
+@pytest.mark.parametrize("dtype", DTYPES, ids=[str(d) for d in DTYPES])
+def test_each_target_specials_in_every_block_position(cpu_path, dtype, rng_seed):
+    """One special value per tensor at every offset class of a block: first, last, middle lane, tail."""
+    g = torch.Generator().manual_seed(rng_seed)
+    info = torch.finfo(dtype)
+    tensors = []
+    for value in (float("nan"), float("inf"), -float("inf"), -0.0, info.smallest_normal / 4, info.max * 0.5):
+        for where in (0, BLOCK - 1, BLOCK + 7, 3 * BLOCK + 2):
+            x = (torch.randn(3 * BLOCK + 3, generator=g, dtype=torch.float64) * 1e-2).to(dtype)
+            x[where] = value
+            tensors.append(x)
+    tensors.append(torch.full((4 * BLOCK,), 0.25, dtype=dtype))  # constant blocks sum exactly
+    tensors.append((torch.randn(2 * BLOCK, generator=g, dtype=torch.float64) * 1e-30).to(dtype))  # underflow risk
+    assert_stats_close(tensor_stats(tensors, backend="cpu"), reference(tensors), f"{cpu_path} {dtype} seed={rng_seed}")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64],
+                         ids=["float32", "float16", "bfloat16", "float64"])
+def test_each_target_pairs(cpu_path, dtype, rng_seed):
+    g = torch.Generator().manual_seed(rng_seed)
+    after = [(torch.randn(n, generator=g) * 0.05).to(dtype) for n in (1, BLOCK + 1, 100_000, CPU_CHUNK + 1)]
+    before = [(a.double() - 1e-3 * torch.randn(a.shape, generator=g, dtype=torch.float64)).to(dtype) for a in after]
+    before[2][::7] = after[2][::7]  # unchanged weights: exact zeros of a - b
+    assert_stats_close(diff_stats(after, before, backend="cpu"), reference(after, before), f"{cpu_path} {dtype}",
+                       pair=True)
+
+
+def test_each_target_mixed_dtype_pairs(cpu_path, rng_seed):
+    g = torch.Generator().manual_seed(rng_seed)
+    after = [planted(n, torch.float32, g) for n in (7, 3 * BLOCK + 5, 100_003)]
+    before = [a.double() + 1e-3 for a in after]
+    assert_stats_close(diff_stats(after, before, backend="cpu"), reference(after, before), cpu_path, pair=True)
+
+
+def test_each_target_fused_pass_rows(cpu_path, rng_seed):
     g = torch.Generator().manual_seed(rng_seed)
     after = [torch.randn(n, generator=g) * 0.05 for n in (1000, 100_000, 300_001)]
     before = [a - 1e-4 * torch.randn(a.shape, generator=g) for a in after]
@@ -46,6 +82,29 @@ def test_each_path_pairs_and_fused_pass(cpu_path, rng_seed):
     assert_stats_close(got.take(range(3, 6)), reference(before), f"{cpu_path} rows of b")
 
 
-def test_unknown_or_unsupported_path_is_refused():
-    with pytest.raises(ValueError, match="cpu path must be"):
-        _core.set_cpu_path("sse2")
+def test_each_target_histogram_wide_exponent_span(cpu_path, rng_seed):
+    """Blocks whose exponents span more fields than the byte histogram counts take the tables."""
+    g = torch.Generator().manual_seed(rng_seed)
+    x = torch.randn(8 * BLOCK, generator=g) * torch.pow(2.0, torch.randint(-120, 120, (8 * BLOCK,), generator=g).float())
+    y = torch.randn(8 * BLOCK, generator=g) * torch.pow(2.0, torch.randint(-20, 20, (8 * BLOCK,), generator=g).float())
+    got = tensor_stats([x, y], backend="cpu")
+    want = reference([x, y])
+    assert (got.hist == want.hist).all(), cpu_path
+    assert_stats_close(got, want, cpu_path)
+
+
+def test_targets_are_listed_with_support_and_reason():
+    targets = _core.cpu_targets()
+    assert targets[0][0] == "exact" and targets[0][1]
+    assert _core.best_cpu_path() in [name for name, ok, _ in targets if ok]
+    assert _core.best_cpu_path() in _core.cpu_path_reason()
+
+
+def test_unknown_or_unsupported_target_is_refused():
+    with pytest.raises(ValueError, match="cpu path must be one of"):
+        _core.set_cpu_path("sse9")
+    for name, supported, _needs in _core.cpu_targets():
+        if not supported:
+            with pytest.raises(ValueError, match="this CPU cannot"):
+                _core.set_cpu_path(name)
+    assert _core.cpu_path() == _core.best_cpu_path()

@@ -1,4 +1,4 @@
-"""The C++ CPU twin (gradprobe._core): OpenMP over chunks, AVX-512 where present."""
+"""The C++ CPU twin (gradprobe._core): OpenMP over chunks, SIMD target chosen at run time for this CPU."""
 
 from __future__ import annotations
 
@@ -11,6 +11,13 @@ from .._layout import FIELDS, HIST_BINS
 from ..inputs import Device, Table
 from ..post_step import PostStepTable
 from .base import Finished
+
+
+def cpu_target() -> str:
+    """Which SIMD target the CPU pass takes on this machine, and why (docs/cpu_dispatch.md), e.g.
+    "cpu target avx2: the best of the compiled targets this CPU supports (avx512 needs AVX-512 F, BW,
+    DQ and VL)". gradprobe._core.cpu_targets() lists every compiled target and whether this CPU has it."""
+    return _core.cpu_path_reason()
 
 
 class CpuBackend:

@@ -1,0 +1,18 @@
+// x86-64-v3 (AVX2 + FMA: Haswell, Zen 1-3 and most cloud CPUs): 8 float lanes.
+// The shared kernel source (simd_wide.inl, simd_kernel.inl) compiled for this target's ISA; the
+// flags come from CMakeLists.txt (this file only), so no other code depends on them.
+#define GP_ISA_LOCAL 1
+#include <immintrin.h>
+
+#include "simd_targets.hpp"
+
+namespace gp::cpu::avx2 {
+namespace {
+#define GP_LANES 8
+#include "simd_wide.inl"
+#include "simd_kernel.inl"
+}  // namespace
+
+extern const Kernels kernels = {&stretch_lanes, &read_floor_lanes};
+
+}  // namespace gp::cpu::avx2

@@ -1,0 +1,18 @@
+// x86-64-v2 (SSE4.2 + POPCNT: Nehalem and later): 4 float lanes.
+// The shared kernel source (simd_wide.inl, simd_kernel.inl) compiled for this target's ISA; the
+// flags come from CMakeLists.txt (this file only), so no other code depends on them.
+#define GP_ISA_LOCAL 1
+#include <immintrin.h>
+
+#include "simd_targets.hpp"
+
+namespace gp::cpu::sse4 {
+namespace {
+#define GP_LANES 4
+#include "simd_wide.inl"
+#include "simd_kernel.inl"
+}  // namespace
+
+extern const Kernels kernels = {&stretch_lanes, &read_floor_lanes};
+
+}  // namespace gp::cpu::sse4
