@@ -87,6 +87,7 @@ class Confusion(Rule):
             self._reported = True
             i, j = np.unravel_index(np.argmax(off), off.shape)
             return [self.finding(step, mode, f"confusion: class {classes[i]} predicted as {classes[j]} "
-                                             f"{100 * off[i, j]:.0f}% of the time (diagonal min {diag.min():.2f})",
+                                             f"{100 * off[i, j]:.0f}% of the time (diagonal min {diag.min():.2f}; by step {step}). "
+                                             f"Next: look at those examples' labels; add data for the confused classes",
                                  (classes[i], classes[j]), off_diagonal=float(off[i, j]), diagonal_min=float(diag.min()))]
         return []

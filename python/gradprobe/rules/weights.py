@@ -170,7 +170,9 @@ class TensorVariance(Rule):
             if names:
                 found.append(self.finding(record.step, record.mode,
                                           f"variance of {record.kind} {_describe(names)} is {label} "
-                                          f"{self.min_threshold if label == 'below' else self.max_threshold:g}", names))
+                                          f"{self.min_threshold if label == 'below' else self.max_threshold:g} at step "
+                                          f"{record.step}. Next: check the learning rate and weight decay, and "
+                                          f"when the variance started to move", names))
         return found
 
     def state_dict(self):
