@@ -161,7 +161,25 @@ def embedding_rows():
     return events, None, ()
 
 
-SILENT = {"LossNotDecreasing(converged)": (LossNotDecreasing, loss_converged),
+def training_only():
+    # A memorising run without evaluations: the overfitting rules have nothing to judge.
+    return [("scalars", scalars(s, loss=2.0 * 0.5 ** s)) for s in range(60)], None, ()
+
+
+def noisy_validation():
+    # Validation loss around its best with noise (one evaluation 15% up, the next back): no rising trend.
+    validation = [1.0, 0.8, 0.7, 0.65, 0.76, 0.66, 0.75, 0.64, 0.74, 0.63]
+    events = []
+    for epoch, value in enumerate(validation):
+        events += [("scalars", scalars(epoch * 5 + s, loss=1.0 / (1 + epoch))) for s in range(5)]
+        events.append(("scalars", scalars(epoch, "eval", loss=value)))
+    return events, None, ()
+
+
+SILENT = {"Overfit(no evaluations)": (Overfit, training_only),
+          "Overtraining(no evaluations)": (Overtraining, training_only),
+          "Overfit(noisy validation)": (Overfit, noisy_validation),
+          "LossNotDecreasing(converged)": (LossNotDecreasing, loss_converged),
           "VanishingGradient(moving under Adam)": (VanishingGradient, vanishing_but_moving),
           "VanishingGradient(embedding rows)": (VanishingGradient, embedding_rows)}
 
@@ -366,3 +384,16 @@ def test_find_and_severity_parsing():
 def test_rules_never_raise_to_report():
     for rule in default():
         assert rule.on_scalars(scalars(0, loss=float("inf"))) is not None
+
+
+def test_initialisation_is_judged_against_the_schemes_real_models_use():
+    shapes = {"wte.weight": (50257, 768), "h.0.attn.c_proj.weight": (768, 768), "h.0.mlp.c_fc.weight": (768, 3072),
+              "fc.weight": (64, 64), "big.weight": (64, 64)}
+    rule = PoorWeightInitialization(shapes=shapes)
+    record = stats_record(0, "weight", {"wte.weight": {"std": 1.0},  # nn.Embedding's N(0, 1)
+                                        "h.0.attn.c_proj.weight": {"std": 0.02 / math.sqrt(2 * 48)},  # GPT-2 residual
+                                        "h.0.mlp.c_fc.weight": {"std": 0.02},
+                                        "fc.weight": {"std": 1e-4}, "big.weight": {"std": 30.0}})
+    found = rule.on_stats(record)
+    assert [(f.tensors, f.severity) for f in found] == [(("fc.weight", "big.weight"), Severity.WARNING)]
+    assert "nearest" in found[0].message and "Next:" in found[0].message
