@@ -397,3 +397,13 @@ def test_initialisation_is_judged_against_the_schemes_real_models_use():
     found = rule.on_stats(record)
     assert [(f.tensors, f.severity) for f in found] == [(("fc.weight", "big.weight"), Severity.WARNING)]
     assert "nearest" in found[0].message and "Next:" in found[0].message
+
+
+def test_masked_softmax_inputs_are_not_saturation_unless_asked():
+    hist = np.zeros(130, np.int64)
+    hist[13 - (-64) + 1] = 100  # |x| ~ 2^13: attention logits with a mask of -10000
+    record = stats_record(0, "activation", {"attn.softmax:input": {"hist": hist}, "attn.softmax": {}})
+    types = {"attn.softmax": "Softmax"}
+    assert SaturatedActivation(module_types=types).on_stats(record) == []
+    asked = SaturatedActivation(module_types=types, types=("Softmax",)).on_stats(record)
+    assert [f.tensors for f in asked] == [("attn.softmax",)]
