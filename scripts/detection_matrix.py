@@ -95,6 +95,9 @@ def markdown(results: list[tuple[Verdict, float]]) -> str:
         "  and LowPrecisionRange(dtype='float16') reads from the exponent histogram what float16 would flush to 0.",
         "- Other rules firing on a pathology are not errors: a 1000x learning rate also diverges, a frozen model's loss",
         "  does not fall.",
+        "- VanishingGradient on a run whose loss went to ~0 (the memorising runs) is its info finding \"the loss is ~0:",
+        "  memorised or converged, not a vanishing-gradient problem\", not the error it raises when gradients vanish",
+        "  while the loss is still high.",
     ]
     return "\n".join(lines) + "\n"
 
