@@ -202,7 +202,7 @@ def train(kit: Kit, plan: Plan, out_dir: Path) -> Outcome:
             if plan.predictions:
                 probe.observe_predictions(y, output.argmax(-1))
             probe.step(loss=loss)
-            outcome.train_losses.append(float(loss))
+            outcome.train_losses.append(float(loss.detach()))
             if plan.eval_every and (step + 1) % plan.eval_every == 0:
                 probe.set_mode("eval")
                 model.eval()
