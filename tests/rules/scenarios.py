@@ -108,6 +108,43 @@ def bert(seed: int = 0) -> Kit:
     return Kit(model, batch, batch(-1, 128), forward=lambda m, x: m(input_ids=x).logits, classes=2)
 
 
+def bert_pretraining(seed: int = 0) -> Kit:
+    """A 2-layer BERT (tiny sizes) pretrained with MLM + NSP on segments that repeat one token: a masked
+    token is any unmasked one of its segment; the second segment repeats the first one's token or not."""
+    from transformers import BertConfig, BertForPreTraining
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    torch.manual_seed(seed)
+    cls, sep, mask, first_token, vocab = 1, 2, 3, 4, 36
+    config = BertConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=32)
+    model = BertForPreTraining(config)
+
+    def batch(step: int, n: int = 16):
+        g = _generator(6000 + step)
+        pattern = torch.randint(first_token, vocab, (n, 1), generator=g).repeat(1, 4)
+        other = torch.randint(first_token, vocab, (n, 1), generator=g).repeat(1, 4)
+        random_next = torch.rand(n, generator=g) < 0.5
+        second = torch.where(random_next[:, None], other, pattern).repeat(1, 2)
+        tokens = torch.cat([torch.full((n, 1), cls), pattern.repeat(1, 2), torch.full((n, 1), sep), second,
+                            torch.full((n, 1), sep)], dim=1)
+        segments = torch.cat([torch.zeros(n, 10, dtype=torch.long), torch.ones(n, 9, dtype=torch.long)], dim=1)
+        masked = (torch.rand(tokens.shape, generator=g) < 0.15) & (tokens >= first_token)
+        labels = torch.where(masked, tokens, torch.full_like(tokens, -100))
+        return (torch.where(masked, torch.full_like(tokens, mask), tokens), segments), (labels, random_next.long())
+
+    def forward(m: torch.nn.Module, inputs):
+        out = m(input_ids=inputs[0], token_type_ids=inputs[1])
+        return out.prediction_logits, out.seq_relationship_logits
+
+    def loss(outputs, targets):
+        (words, next_sentence), (labels, is_random) = outputs, targets
+        return F.cross_entropy(words.reshape(-1, vocab), labels.reshape(-1)) + F.cross_entropy(next_sentence, is_random)
+
+    return Kit(model, batch, batch(-1, 64), forward=forward, loss=loss, classes=vocab)
+
+
 def _sequences(step: int, n: int, vocab: int = 32, length: int = 24, seed: int = 4000):
     """Sequences repeating a random 4-token pattern: the next token is predictable after the first period."""
     g = _generator(seed + step)
@@ -210,7 +247,8 @@ def train(kit: Kit, plan: Plan, out_dir: Path) -> Outcome:
                     vx, vy = kit.validation
                     output = kit.forward(model, vx)
                     vloss = kit.loss(output, vy)
-                    accuracy = float((output.argmax(-1) == vy).float().mean()) if output.dim() == 2 else None
+                    classified = isinstance(output, torch.Tensor) and output.dim() == 2
+                    accuracy = float((output.argmax(-1) == vy).float().mean()) if classified else None
                 probe.step(loss=vloss, metrics={"accuracy": accuracy} if accuracy is not None else None)
                 probe.set_mode("train")
                 outcome.eval_losses.append(float(vloss))
@@ -400,6 +438,8 @@ HEALTHY: list[Scenario] = [
     Scenario("healthy", "cnn", cnn, Plan(steps=100, lr=0.05), None),
     Scenario("healthy fine-tuning, evaluations every 10 steps", "bert", bert,
              Plan(steps=150, lr=5e-4, optimizer="adamw", eval_every=10, clip=1.0), None),
+    Scenario("healthy MLM+NSP pretraining, evaluations every 10 steps", "bert", bert_pretraining,
+             Plan(steps=150, lr=1e-3, optimizer="adamw", eval_every=10, clip=1.0), None, slow=True),
     Scenario("healthy, standard init", "gpt2", gpt2, Plan(steps=150, lr=1e-3, optimizer="adamw", clip=1.0), None,
              slow=True),
     Scenario("healthy language model, Adam", "lstm", lstm, Plan(steps=150, lr=3e-3, optimizer="adam", clip=1.0),
