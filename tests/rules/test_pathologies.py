@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from gradprobe import Probe
+from gradprobe.rules import Severity
 from gradprobe.rules.activations import DeadUnits
 from gradprobe.rules.gradients import ExplodingGradient, VanishingGradient
 from gradprobe.rules.initialization import PoorWeightInitialization
@@ -53,7 +54,8 @@ def test_deep_sigmoid_mlp_with_tiny_init_vanishes(tmp_path):
         layers += [linear, torch.nn.Sigmoid()]
     model = torch.nn.Sequential(*layers, torch.nn.Linear(16, 2))
     found = by_code(train(tmp_path, model, [VanishingGradient()], steps=3), "GP101")
-    assert found and found[0].step == 0
+    assert found and found[0].step == 1  # vanished at step 0; confirmed by the second step (patience 2)
+    assert found[0].severity == Severity.ERROR and "vanished" in found[0].message
     assert "0.weight" in found[0].tensors and "18.weight" not in found[0].tensors  # early layers, not the last
 
 
@@ -97,9 +99,11 @@ def test_all_zero_and_constant_initialisation(tmp_path):
     torch.nn.init.constant_(model[2].weight, 0.5)
     found = train(tmp_path, model, [AllZero(), PoorWeightInitialization()], steps=3)
     zero = by_code(found, "GP111")
-    assert zero and "0.weight" in zero[0].tensors
+    weights = [f for f in zero if f.message.startswith("weight of")]
+    assert weights and "0.weight" in weights[0].tensors and weights[0].severity == Severity.WARNING  # can be intended
     init = [f for f in by_code(found, "GP140") if "identical" in f.message]
-    assert init and init[0].step == 0 and set(init[0].tensors) == {"0.weight", "2.weight"}
+    # A non-zero constant is an error; the all-zero matrix is AllZero's, not reported twice.
+    assert init and init[0].step == 0 and set(init[0].tensors) == {"2.weight"} and init[0].severity == Severity.ERROR
 
 
 def test_relu_net_pushed_dead_by_negative_bias(tmp_path):

@@ -12,6 +12,7 @@ import pytest
 from gradprobe.rules import Finding, Severity, all_rules, find
 from gradprobe.rules.activations import DeadUnits, SaturatedActivation
 from gradprobe.rules.classification import ClassImbalance, Confusion
+from gradprobe.rules.divergence import Divergence
 from gradprobe.rules.gradients import ExplodingGradient, LowPrecisionRange, VanishingGradient
 from gradprobe.rules.initialization import PoorWeightInitialization
 from gradprobe.rules.inputs import NLPSequenceRatio
@@ -46,8 +47,19 @@ def grads(step, **layers):
 
 def vanishing():
     ok = {"l1": 1e-3 * 100}
+    # Vanished from step 4 (1e-6 of its peer layer); reported after `patience` (2) such steps.
     return [grads(s, **{"layer0.weight": {"l1": (1e-3 if s < 4 else 1e-9) * 100}, "layer3.weight": ok})
-            for s in range(8)], 4, ("layer0.weight",)
+            for s in range(8)], 5, ("layer0.weight",)
+
+
+def vanishing_against_own_history():
+    # Every layer falls 1e4-fold from step 12 on while the loss stays high: no peer is larger.
+    events = []
+    for s in range(16):
+        level = 1e-2 if s < 12 else 1e-6
+        events.append(grads(s, **{"a.weight": {"l1": level * 100}, "b.weight": {"l1": 2 * level * 100}}))
+        events.append(("scalars", scalars(s, loss=2.0)))
+    return events, 13, ("a.weight", "b.weight")
 
 
 def exploding():
@@ -106,8 +118,83 @@ def variance():
 
 
 def loss_flat():
-    values = [2.0 - 0.1 * s for s in range(10)] + [1.0] * 20
-    return [("scalars", scalars(s, loss=v)) for s, v in enumerate(values)], 29, ("loss",)
+    # Falls for 30 steps, then flat from step 30. Step 67's 50-step window (18-67) is the first whose
+    # older half (18-42) has a median on the plateau, and more than half its pairwise slopes are 0.
+    values = [2.0 - 0.03 * s for s in range(30)] + [1.1] * 60
+    return [("scalars", scalars(s, loss=v)) for s, v in enumerate(values)], 67, ("loss",)
+
+
+def loss_converged():
+    # Falls by orders of magnitude to ~0, then flat there: converged, not "not decreasing".
+    values = [2.0 * 0.8 ** s for s in range(40)] + [1e-6] * 60
+    return [("scalars", scalars(s, loss=v)) for s, v in enumerate(values)], None, ()
+
+
+def vanishing_converged():
+    # All gradients fall 1e5-fold together as the loss goes to ~0: reported once, as info.
+    events = []
+    for s in range(16):
+        level = 1e-2 if s < 12 else 1e-7
+        events.append(grads(s, **{"a.weight": {"l1": level * 100}}))
+        events.append(("scalars", scalars(s, loss=2.0 if s < 12 else 1e-5)))
+    return events, 13, ("a.weight",)
+
+
+def vanishing_but_moving():
+    # Tiny gradients under Adam: the weights still move 1e-3 of their norm per step: learning, not vanished.
+    events = []
+    for s in range(16):
+        events.append(grads(s, **{"emb.weight": {"l1": 1e-12 * 5, "zeros": 95}, "fc.weight": {"l1": 1e-2 * 100}}))
+        events.append(("stats", stats_record(s, "update", {"emb.weight": {}, "fc.weight": {}},
+                                             ratio={"emb.weight": 1e-3, "fc.weight": 1e-3})))
+        events.append(("scalars", scalars(s, loss=2.0)))
+    return events, None, ()
+
+
+def embedding_rows():
+    # 95% exact zeros (rows of tokens not in the batch), the rest at the scale of the other layers.
+    events = []
+    for s in range(16):
+        events.append(grads(s, **{"emb.weight": {"l1": 1e-2 * 5, "zeros": 95}, "fc.weight": {"l1": 1e-2 * 100}}))
+        events.append(("scalars", scalars(s, loss=2.0)))
+    return events, None, ()
+
+
+def training_only():
+    # A memorising run without evaluations: the overfitting rules have nothing to judge.
+    return [("scalars", scalars(s, loss=2.0 * 0.5 ** s)) for s in range(60)], None, ()
+
+
+def noisy_validation():
+    # Validation loss around its best with noise (one evaluation 15% up, the next back): no rising trend.
+    validation = [1.0, 0.8, 0.7, 0.65, 0.76, 0.66, 0.75, 0.64, 0.74, 0.63]
+    events = []
+    for epoch, value in enumerate(validation):
+        events += [("scalars", scalars(epoch * 5 + s, loss=1.0 / (1 + epoch))) for s in range(5)]
+        events.append(("scalars", scalars(epoch, "eval", loss=value)))
+    return events, None, ()
+
+
+SILENT = {"Overfit(no evaluations)": (Overfit, training_only),
+          "Overtraining(no evaluations)": (Overtraining, training_only),
+          "Overfit(noisy validation)": (Overfit, noisy_validation),
+          "LossNotDecreasing(converged)": (LossNotDecreasing, loss_converged),
+          "VanishingGradient(moving under Adam)": (VanishingGradient, vanishing_but_moving),
+          "VanishingGradient(embedding rows)": (VanishingGradient, embedding_rows)}
+
+
+@pytest.mark.parametrize("name", list(SILENT))
+def test_rule_stays_silent_on_healthy_trajectory(name):
+    rule_class, case = SILENT[name]
+    events = case()[0]
+    assert feed(rule_class(), events) == []
+
+
+def test_vanishing_while_the_loss_is_zero_is_reported_as_convergence():
+    events, step, tensors = vanishing_converged()
+    found = feed(VanishingGradient(), events)
+    assert [(f.step, f.tensors, f.severity) for f in found] == [(step, tensors, Severity.INFO)]
+    assert "memorised or converged" in found[0].message and "not a vanishing-gradient problem" in found[0].message
 
 
 def loss_spike():
@@ -118,18 +205,43 @@ def loss_spike():
 
 
 def overfit():
+    # Validation loss best at evaluation 2 (0.8), then rising 0.9, 1.0, 1.1 while training keeps falling:
+    # three evaluations worse than the best by > 10%, the third (evaluation 5) reports.
+    validation = [1.2, 1.0, 0.8, 0.9, 1.0, 1.1, 1.2]
     events = []
-    for epoch in range(4):
+    for epoch, value in enumerate(validation):
         for s in range(5):
-            events.append(("scalars", scalars(epoch * 5 + s, loss=1.0 - 0.2 * epoch)))
-        train = 1.0 - 0.2 * epoch
-        events.append(("scalars", scalars(epoch, "eval", loss=train * 1.05 if epoch < 2 else 1.0 + 0.2 * epoch)))
-    return events, 2, ("loss",)
+            events.append(("scalars", scalars(epoch * 5 + s, loss=1.0 / (1 + epoch) + 0.01 * (s % 2))))
+        events.append(("scalars", scalars(epoch, "eval", loss=value)))
+    return events, 5, ("loss",)
+
+
+def overfit_on_accuracy():
+    # Accuracy best at evaluation 1 (0.9), then falling to 0.8, 0.75, 0.7 (no validation loss given).
+    accuracy = [0.8, 0.9, 0.8, 0.75, 0.7]
+    events = []
+    for epoch, value in enumerate(accuracy):
+        for s in range(5):
+            events.append(("scalars", scalars(epoch * 5 + s, loss=1.0 / (1 + epoch))))
+        events.append(("scalars", scalars(epoch, "eval", **{"metric/accuracy": value})))
+    return events, 4, ("accuracy",)
 
 
 def overtraining():
-    values = [3.0, 2.0, 1.0] + [0.99] * 10
-    return [("scalars", scalars(s, loss=v)) for s, v in enumerate(values)], 7, ("loss",)
+    values = [3.0, 2.0, 1.0] + [0.995] * 8
+    return [("scalars", scalars(s, "eval", loss=v)) for s, v in enumerate(values)], 7, ("loss",)
+
+
+def divergence():
+    rng = np.random.default_rng(0)
+    values = list(2.0 - 0.01 * np.arange(30) + 0.05 * rng.standard_normal(30))
+    values += [6.0, 30.0, 200.0]  # onset at step 30; the second step above 3x confirms
+    return [("scalars", scalars(s, loss=v)) for s, v in enumerate(values)], 31, ("loss",)
+
+
+def exploding_total():
+    # Every layer's norm grows 20x from step 12 (below the 100x per-layer growth): the total confirms at 13.
+    return [grads(s, **{f"l{i}.weight": {"l2": 1.0 if s < 12 else 20.0} for i in range(3)}) for s in range(15)], 13, ()
 
 
 def dead_units():
@@ -175,8 +287,10 @@ def stalled():
 
 CASES = {
     "VanishingGradient": (VanishingGradient, vanishing),
+    "VanishingGradient(own history)": (VanishingGradient, vanishing_against_own_history),
     "ExplodingGradient(growth)": (ExplodingGradient, exploding),
     "ExplodingGradient(limit)": (ExplodingGradient, exploding_absolute),
+    "ExplodingGradient(total)": (ExplodingGradient, exploding_total),
     "NonFinite(grad)": (NonFinite, nonfinite_grad),
     "NonFinite(activation)": (NonFinite, nonfinite_activation),
     "NonFinite(loss)": (NonFinite, nonfinite_loss),
@@ -189,6 +303,8 @@ CASES = {
     "LossNotDecreasing": (LossNotDecreasing, loss_flat),
     "LossSpike": (LossSpike, loss_spike),
     "Overfit": (Overfit, overfit),
+    "Overfit(accuracy)": (Overfit, overfit_on_accuracy),
+    "Divergence": (Divergence, divergence),
     "Overtraining": (Overtraining, overtraining),
     "DeadUnits": (DeadUnits, dead_units),
     "SaturatedActivation": (SaturatedActivation, saturated),
@@ -298,3 +414,26 @@ def test_rules_never_raise_to_report():
             assert isinstance(found, list) and all(isinstance(f, Finding) for f in found), (rule.name, kind)
     reported = NonFinite().on_scalars(scalars(0, loss=float("inf")))
     assert [f.code for f in reported] == ["GP100"] and reported[0].tensors == ("loss",)
+
+
+def test_initialisation_is_judged_against_the_schemes_real_models_use():
+    shapes = {"wte.weight": (50257, 768), "h.0.attn.c_proj.weight": (768, 768), "h.0.mlp.c_fc.weight": (768, 3072),
+              "fc.weight": (64, 64), "big.weight": (64, 64)}
+    rule = PoorWeightInitialization(shapes=shapes)
+    record = stats_record(0, "weight", {"wte.weight": {"std": 1.0},  # nn.Embedding's N(0, 1)
+                                        "h.0.attn.c_proj.weight": {"std": 0.02 / math.sqrt(2 * 48)},  # GPT-2 residual
+                                        "h.0.mlp.c_fc.weight": {"std": 0.02},
+                                        "fc.weight": {"std": 1e-4}, "big.weight": {"std": 30.0}})
+    found = rule.on_stats(record)
+    assert [(f.tensors, f.severity) for f in found] == [(("fc.weight", "big.weight"), Severity.WARNING)]
+    assert "nearest" in found[0].message and "Next:" in found[0].message
+
+
+def test_masked_softmax_inputs_are_not_saturation_unless_asked():
+    hist = np.zeros(130, np.int64)
+    hist[13 - (-64) + 1] = 100  # |x| ~ 2^13: attention logits with a mask of -10000
+    record = stats_record(0, "activation", {"attn.softmax:input": {"hist": hist}, "attn.softmax": {}})
+    types = {"attn.softmax": "Softmax"}
+    assert SaturatedActivation(module_types=types).on_stats(record) == []
+    asked = SaturatedActivation(module_types=types, types=("Softmax",)).on_stats(record)
+    assert [f.tensors for f in asked] == [("attn.softmax",)]

@@ -1,4 +1,4 @@
-"""Activation rules: dead units (ReLU family) and saturated activations (tanh, sigmoid, softmax)."""
+"""Activation rules: dead units (ReLU family) and saturated activations (tanh, sigmoid)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from .gradients import _describe
 _RELU_LIKE = ("relu", "gelu", "silu", "elu", "mish")
 _RELU_TYPES = {"ReLU", "ReLU6", "LeakyReLU", "GELU", "GELUActivation", "NewGELUActivation", "FastGELUActivation",
                "QuickGELUActivation", "SiLU", "ELU", "Mish"}
-_SATURATING_TYPES = {"Tanh", "Sigmoid", "Softmax", "Hardtanh", "Hardsigmoid", "LogSigmoid"}
 
 
 def module_kind(name: str, module_types: Mapping[str, str], keywords: tuple[str, ...], types: set[str]) -> bool:
@@ -70,13 +69,16 @@ class DeadUnits(Rule):
         names = [n for n, _ in dead]
         return [self.finding(record.step, record.mode,
                              f"{_describe(names)}: {100 * max(s for _, s in dead):.1f}% of outputs inactive "
-                             f"(dead units)", names, inactive_share=max(s for _, s in dead))]
+                             f"at step {record.step} (dead units pass no gradient). Next: lower the learning "
+                             f"rate, reset large negative biases, or use LeakyReLU/GELU", names, inactive_share=max(s for _, s in dead))]
 
 
 @dataclass
 class SaturatedActivation(Rule):
-    """tanh / sigmoid / softmax whose inputs are saturated: more than `threshold_layer` of the
-    pre-activations have |x| >= `saturation` (the derivative there is below ~1e-3).
+    """tanh / sigmoid (the module classes in `types`) whose inputs are saturated: more than
+    `threshold_layer` of the pre-activations have |x| >= `saturation` (the derivative there is
+    below ~1e-3). Softmax is not in the default `types`: its inputs are shift-invariant and
+    attention masks add large negatives on purpose, so |x| >= 4 says nothing about it.
 
     Why: saturated units pass almost no gradient; training of the layers below stalls.
     Typical causes: large initial weights, missing normalisation, a too large learning rate,
@@ -87,6 +89,7 @@ class SaturatedActivation(Rule):
     code = "GP131"
     threshold_layer: float = 0.5
     saturation: float = 4.0  # tanh'(4) ~ 1.3e-3; sigmoid'(8) ~ 3e-4: use 8 for sigmoid-only nets
+    types: tuple[str, ...] = ("Tanh", "Sigmoid", "Hardtanh", "Hardsigmoid", "LogSigmoid")  # module class names
     module_types: Mapping[str, str] = field(default_factory=dict)  # name -> class name; the engine fills it
     _reported: dict[str, int] = field(default_factory=dict, repr=False)
 
@@ -97,8 +100,8 @@ class SaturatedActivation(Rule):
         saturated = []
         for i in per_row(record):
             name = record.names[i]
-            if not name.endswith(":input") or not module_kind(name, self.module_types, ("tanh", "sigmoid", "softmax"),
-                                                               _SATURATING_TYPES):
+            if not name.endswith(":input") or not module_kind(name, self.module_types,
+                                                               tuple(t.lower() for t in self.types), set(self.types)):
                 continue
             share = record.stats.hist[i, first_bin:].sum() / record.stats.numel[i]
             if share > self.threshold_layer and name not in self._reported:
@@ -108,5 +111,7 @@ class SaturatedActivation(Rule):
             return []
         names = [n for n, _ in saturated]
         return [self.finding(record.step, record.mode,
-                             f"{_describe(names)} saturated: {100 * max(s for _, s in saturated):.0f}% of inputs "
-                             f"have |x| >= {self.saturation:g}", names, saturated_share=max(s for _, s in saturated))]
+                             f"{_describe(names)} saturated at step {record.step}: "
+                             f"{100 * max(s for _, s in saturated):.0f}% of inputs have |x| >= {self.saturation:g}, "
+                             f"where the derivative is ~0. Next: smaller initialisation, normalisation before "
+                             f"the activation, or a lower learning rate", names, saturated_share=max(s for _, s in saturated))]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections import deque
@@ -16,48 +17,119 @@ from .base import Finding, Rule, Severity, per_row
 
 @dataclass
 class VanishingGradient(Rule):
-    """Layers whose mean |gradient| fell below `threshold`.
+    """Layers whose gradients vanished while the loss is still high, for `patience` recorded steps
+    in a row. A layer's gradient scale is its mean |g| over the non-zero entries (an embedding's
+    gradient is mostly exact zeros by construction: only the rows of the batch's tokens get one).
+    It has vanished when that scale is below `peer_ratio` x the largest layer's at the same step, or below `history_ratio` x the layer's own median over its first `history` recorded
+    steps, or below `threshold`; and the layer is not moving: its last update/weight ratio (from
+    the updates collection, when recorded) is below `max_update_ratio`. Adam-family optimizers
+    move weights by the learning rate whatever |g| is, so a layer that moves is learning.
 
-    Why: such layers stop learning; in deep stacks the early layers go first.
+    When the training loss is below `converged_fraction` of its median over the first 5 steps, small
+    gradients mean the model memorised or converged: that is reported once, as info, with its own
+    message, not as vanishing.
+    Why: layers whose gradients vanished stop learning; in deep stacks the early layers go first.
     Typical causes: saturating activations (sigmoid, tanh) in deep nets, tiny initialisation,
     missing residual connections or normalisation, a learning-rate schedule that decayed to zero.
     Try: ReLU/GELU, He/Xavier initialisation, normalisation layers, residual connections.
-    Reports the layers and the first step they vanished (each layer once). Biases are left out by
+    Reports the layers and the step they vanished (each layer once). Biases are left out by
     default (`exclude`): some are structurally ~0, e.g. attention key biases, whose gradient is
-    zero because softmax ignores a constant added to every key.
+    zero because softmax ignores a constant added to every key. All-zero gradients are AllZero's.
     """
 
     code = "GP101"
     default_severity = Severity.ERROR
-    threshold: float = 1e-7
+    peer_ratio: float = 1e-5
+    history_ratio: float = 1e-3
+    history: int = 10
+    threshold: float = 1e-10
+    max_update_ratio: float = 1e-6
+    patience: int = 2
+    converged_fraction: float = 0.01
+    loss: str = "loss"
     exclude: tuple[str, ...] = (r"bias$",)  # regexes over tensor names
-    _reported: dict[str, int] = field(default_factory=dict, repr=False)
+    _early: dict = field(default_factory=dict, repr=False)  # layer -> its first `history` gradient scales
+    _streak: dict = field(default_factory=dict, repr=False)
+    _moving: dict = field(default_factory=dict, repr=False)  # layer -> its last update/weight ratio
+    _early_loss: list = field(default_factory=list, repr=False)
+    _last_loss: float = math.nan
+    _reported: dict = field(default_factory=dict, repr=False)
+    _converged_reported: int = -1
+
+    def on_scalars(self, record: ScalarRecord) -> list[Finding]:
+        value = record.values.get(self.loss)
+        if record.mode == "train" and value is not None and math.isfinite(value):
+            if len(self._early_loss) < 5:
+                self._early_loss.append(float(value))
+            self._last_loss = float(value)
+        return []
 
     def on_stats(self, record: StatsRecord) -> list[Finding]:
+        if record.kind == "update" and record.ratio is not None:
+            for i in per_row(record):
+                if math.isfinite(record.ratio[i]):
+                    self._moving[record.names[i]] = float(record.ratio[i])
+            return []
         if record.kind != "grad":
             return []
         rows = np.asarray([i for i in per_row(record)
                            if not any(re.search(p, record.names[i]) for p in self.exclude)], dtype=np.int64)
-        mean_abs = record.stats.l1[rows] / record.stats.numel[rows]
-        low = rows[mean_abs < self.threshold]
-        new = [int(i) for i in low if record.names[i] not in self._reported]
-        if not new:
+        nonzero = record.stats.finite[rows] - record.stats.zeros[rows]
+        rows, nonzero = rows[nonzero > 0], nonzero[nonzero > 0]
+        if not len(rows):
             return []
-        for i in new:
-            self._reported[record.names[i]] = record.step
-        names = [record.names[i] for i in new]
-        worst = float(np.min(record.stats.l1[new] / record.stats.numel[new]))
+        scale = record.stats.l1[rows] / nonzero
+        peers = float(np.max(scale))
+        low = []
+        for i, s in zip(rows.tolist(), scale.tolist()):
+            name = record.names[i]
+            early = self._early.setdefault(name, [])
+            own = float(np.median(early)) if len(early) >= self.history else 0.0
+            if len(early) < self.history:
+                early.append(s)
+            vanished = s < self.peer_ratio * peers or s < self.history_ratio * own or s < self.threshold
+            moving = self._moving.get(name, 0.0) > self.max_update_ratio
+            self._streak[name] = self._streak.get(name, 0) + 1 if vanished and not moving else 0
+            if self._streak[name] >= self.patience and name not in self._reported:
+                low.append((name, s))
+        if not low:
+            return []
+        names = [n for n, _ in low]
+        worst = min(s for _, s in low)
+        early_loss = float(np.median(self._early_loss)) if self._early_loss else math.nan
+        if abs(self._last_loss) <= self.converged_fraction * abs(early_loss):
+            if self._converged_reported >= 0:
+                return []
+            self._converged_reported = record.step
+            return [dataclasses.replace(self.finding(
+                record.step, record.mode,
+                f"gradients of {_describe(names)} are ~0 at step {record.step} because the training {self.loss} "
+                f"is ~0 ({self._last_loss:.3g}, from {early_loss:.3g} in the first steps): the model memorised or "
+                f"converged on its training data; this is not a vanishing-gradient problem. Next: watch the "
+                f"validation loss for overfitting, or stop here", names, smallest_mean_abs=worst,
+                loss=self._last_loss), severity=Severity.INFO if self.severity is None else self.severity)]
+        for name in names:
+            self._reported[name] = record.step
+        still = f" while the {self.loss} is still {self._last_loss:.3g}" if math.isfinite(self._last_loss) else ""
         return [self.finding(record.step, record.mode,
-                             f"gradients of {_describe(names)} vanished at step {record.step} "
-                             f"(mean |g| < {self.threshold:g}; smallest {worst:.3g})", names,
-                             smallest_mean_abs=worst, layers=len(names))]
+                             f"gradients of {_describe(names)} vanished at step {record.step}: mean |g| "
+                             f"{worst:.3g}, against {peers:.3g} in the layer with the largest, and the weights barely move"
+                             f"{still}. Next: check for saturating "
+                             f"activations (sigmoid/tanh) or a tiny initialisation below these layers; use "
+                             f"ReLU/GELU, normalisation or residual connections", names,
+                             smallest_mean_abs=worst, peers=peers, layers=len(names))]
 
 
 @dataclass
 class ExplodingGradient(Rule):
-    """A layer's gradient norm above `max_norm`, or above `growth` times its median over the last
-    `window` steps.
+    """A layer's gradient norm above `max_norm`, or above `growth` times its baseline; or the total
+    gradient norm above `total_growth` times its baseline for `confirm` steps in a row. A baseline
+    is the median over the last `window` steps, but at least `floor_fraction` of the highest such
+    median seen so far: as a loss converges its gradients shrink by orders of magnitude, and one
+    hard batch bringing them back to their earlier level is no explosion.
 
+    The norms are those before clipping (the probe takes gradients before clip_grad_norm_), so
+    clipping does not hide a blow-up.
     Why: exploding gradients make updates overshoot; they usually end in NaN.
     Typical causes: a learning rate too large, no gradient clipping, bad initialisation,
     a loss scale that is too large under fp16, an unstable architecture (deep RNNs).
@@ -68,8 +140,13 @@ class ExplodingGradient(Rule):
     default_severity = Severity.ERROR
     max_norm: float = 1e3
     growth: float = 100.0
+    total_growth: float = 10.0
+    confirm: int = 2
     window: int = 10
-    _history: dict[str, deque[float]] = field(default_factory=dict, repr=False)
+    floor_fraction: float = 0.5
+    _history: dict = field(default_factory=dict, repr=False)
+    _peak: dict = field(default_factory=dict, repr=False)  # tensor -> the highest median of its window so far
+    _total_above: int = 0
 
     def on_stats(self, record: StatsRecord) -> list[Finding]:
         if record.kind != "grad":
@@ -79,30 +156,53 @@ class ExplodingGradient(Rule):
         too_large = [int(i) for i in rows if np.isfinite(record.stats.l2[i]) and record.stats.l2[i] > self.max_norm]
         if too_large:
             names = [record.names[i] for i in too_large]
+            largest = float(np.max(record.stats.l2[too_large]))
             found.append(self.finding(record.step, record.mode,
-                                      f"gradient norm of {_describe(names)} is above {self.max_norm:g} "
-                                      f"(largest {float(np.max(record.stats.l2[too_large])):.3g})", names,
-                                      largest_norm=float(np.max(record.stats.l2[too_large]))))
+                                      f"gradient norm of {_describe(names)} is {largest:.3g} at step {record.step} "
+                                      f"(above {self.max_norm:g}). Next: lower the learning rate or clip gradients "
+                                      f"(clip_grad_norm_)", names, largest_norm=largest))
         grown = []
         for i in rows:
             name, norm = record.names[i], float(record.stats.l2[i])
-            history = self._history.setdefault(name, deque(maxlen=self.window))
-            if not isinstance(history, deque):
-                history = self._history[name] = deque(history, maxlen=self.window)
-            # Against the window's median, not its minimum: a norm that passes near zero (a bias
-            # settling) is no baseline for growth.
-            finite = [h for h in history if math.isfinite(h)]
-            if len(finite) >= max(2, self.window // 2) and math.isfinite(norm):
-                baseline = float(np.median(finite))
-                if baseline > 0 and norm > self.growth * baseline:
-                    grown.append((name, norm / baseline))
-            history.append(norm)
+            factor = self._grew(name, norm, self.growth)
+            if factor is not None:
+                grown.append((name, factor))
         if grown:
             names = [n for n, _ in grown]
             found.append(self.finding(record.step, record.mode,
                                       f"gradient norm of {_describe(names)} grew {max(f for _, f in grown):.0f}x "
-                                      f"within {self.window} steps", names, growth=max(f for _, f in grown)))
+                                      f"its recent level at step {record.step}. Next: "
+                                      f"lower the learning rate or clip gradients (clip_grad_norm_)", names,
+                                      growth=max(f for _, f in grown)))
+        norms = record.stats.l2[rows]
+        total = float(np.sqrt(np.sum(norms[np.isfinite(norms)] ** 2))) if len(rows) else math.nan
+        factor = self._grew("<total>", total, self.total_growth)
+        self._total_above = self._total_above + 1 if factor is not None else 0
+        if self._total_above == self.confirm:
+            found.append(self.finding(record.step, record.mode,
+                                      f"total gradient norm (before clipping) is {total:.3g} at step {record.step}, "
+                                      f"{factor:.0f}x its recent level, for "
+                                      f"{self.confirm} steps in a row. Next: lower the learning rate; clipping "
+                                      f"bounds the step, not the cause", (), total_norm=total, growth=factor))
         return found
+
+    def _grew(self, name: str, norm: float, growth: float) -> float | None:
+        """The factor by which `norm` exceeds the median of its history, when above `growth`."""
+        history = self._history.setdefault(name, deque(maxlen=self.window))
+        if not isinstance(history, deque):
+            history = self._history[name] = deque(history, maxlen=self.window)
+        # Against the window's median, not its minimum: a norm that passes near zero (a bias
+        # settling) is no baseline for growth.
+        finite = [h for h in history if math.isfinite(h)]
+        factor = None
+        if len(finite) >= max(2, self.window // 2) and math.isfinite(norm):
+            median = float(np.median(finite))
+            self._peak[name] = peak = max(self._peak.get(name, 0.0), median)
+            baseline = max(median, self.floor_fraction * peak)
+            if baseline > 0 and norm > growth * baseline:
+                factor = norm / baseline
+        history.append(norm)
+        return factor
 
 
 @dataclass
@@ -150,11 +250,15 @@ class LowPrecisionRange(Rule):
         if under_share > self.max_underflow:
             found.append(self.finding(record.step, record.mode,
                                       f"{100 * under_share:.1f}% of gradient values would underflow to 0 in "
-                                      f"{self.dtype} at loss scale {self._scale:g}", (), underflow_share=under_share))
+                                      f"{self.dtype} at loss scale {self._scale:g} at step {record.step}: those "
+                                      f"weights stop learning. Next: use dynamic loss scaling (GradScaler) or a "
+                                      f"larger scale, or bfloat16", (), underflow_share=under_share))
         if over_share > self.max_overflow:
             found.append(self.finding(record.step, record.mode,
                                       f"{100 * over_share:.2g}% of gradient values would overflow in {self.dtype} "
-                                      f"at loss scale {self._scale:g}", (), overflow_share=over_share))
+                                      f"at loss scale {self._scale:g} at step {record.step}: those steps would be "
+                                      f"skipped or turn to Inf. Next: lower the loss scale (GradScaler adjusts it) or "
+                                      f"use bfloat16", (), overflow_share=over_share))
         return found
 
 

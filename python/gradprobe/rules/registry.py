@@ -8,6 +8,7 @@ from importlib import metadata
 from .activations import DeadUnits, SaturatedActivation
 from .base import Rule
 from .classification import ClassImbalance, Confusion
+from .divergence import Divergence
 from .gradients import ExplodingGradient, LowPrecisionRange, VanishingGradient
 from .initialization import PoorWeightInitialization
 from .inputs import NLPSequenceRatio
@@ -18,7 +19,7 @@ from .weights import AllZero, TensorVariance, UnchangedTensor, WeightUpdateRatio
 
 BUILTIN: tuple[type[Rule], ...] = (
     NonFinite, VanishingGradient, ExplodingGradient, LowPrecisionRange, WeightUpdateRatio, AllZero,
-    UnchangedTensor, TensorVariance, LossNotDecreasing, LossSpike, Overfit, Overtraining, DeadUnits,
+    UnchangedTensor, TensorVariance, LossNotDecreasing, LossSpike, Divergence, Overfit, Overtraining, DeadUnits,
     SaturatedActivation, PoorWeightInitialization, ClassImbalance, Confusion, NLPSequenceRatio, StalledTraining,
 )
 ENTRY_POINT_GROUP = "gradprobe.rules"
@@ -44,19 +45,23 @@ def find(spec: str) -> type[Rule]:
 
 
 def default() -> list[Rule]:
-    """Rules whose defaults a healthy fine-tuning of a pre-trained BERT does not trigger.
+    """Rules whose defaults fire nothing on healthy runs (an MLP, a CNN, a BERT fine-tuning with
+    evaluations, a GPT-2-style model with its standard init, an LSTM language model with Adam, a run
+    that converges to ~0 loss; docs/detection.md) and name the planted pathologies there.
 
+    In: NonFinite, VanishingGradient, ExplodingGradient, Divergence, WeightUpdateRatio, AllZero,
+    UnchangedTensor, DeadUnits, SaturatedActivation, PoorWeightInitialization, LossNotDecreasing,
+    Overfit and Overtraining (silent without evaluations), StalledTraining.
     Left out on purpose: LowPrecisionRange (only meaningful under fp16/bf16 training),
-    NLPSequenceRatio (short reviews are mostly padding at a fixed length), Overfit/Overtraining
-    (they need evaluations), ClassImbalance/Confusion (they need predictions), TensorVariance
-    (needs model-specific bounds), LossSpike (small batches are noisy).
+    NLPSequenceRatio (short reviews are mostly padding at a fixed length), ClassImbalance/Confusion
+    (they need predictions, and imbalanced labels are often the task), TensorVariance (needs
+    model-specific bounds), LossSpike (small batches are noisy; Divergence covers sustained rises).
     Tuned here: PoorWeightInitialization without its absolute gradient-spread check (p95 - p5 <
-    0.001 holds for every fine-tuning at a small learning rate: gradients there are ~1e-4), and
-    LossNotDecreasing over 25-step windows (fine-tuning losses are noisy per batch).
+    0.001 holds for every fine-tuning at a small learning rate: gradients there are ~1e-4).
     """
-    return [NonFinite(), VanishingGradient(), ExplodingGradient(), WeightUpdateRatio(), AllZero(),
-            UnchangedTensor(), DeadUnits(), PoorWeightInitialization(distribution_range=0.0),
-            LossNotDecreasing(num_steps=25), StalledTraining()]
+    return [NonFinite(), VanishingGradient(), ExplodingGradient(), Divergence(), WeightUpdateRatio(), AllZero(),
+            UnchangedTensor(), DeadUnits(), SaturatedActivation(), PoorWeightInitialization(distribution_range=0.0),
+            LossNotDecreasing(), Overfit(), Overtraining(), StalledTraining()]
 
 
 def resolve(spec: str | Iterable[str | Rule] | None) -> list[Rule]:

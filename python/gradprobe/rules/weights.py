@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,11 +44,13 @@ class WeightUpdateRatio(Rule):
             for name in names:
                 self._reported[(label, name)] = record.step
             if names:
-                example = float(ratio[mask & np.isfinite(ratio)][0])
-                sign = ">" if label == "large" else "<"
+                values = ratio[mask & np.isfinite(ratio)]
+                advice = ("lower the learning rate (or that layer group's)" if label == "large" else
+                          "check that the optimizer holds this parameter and its learning rate is not ~0")
                 found.append(self.finding(record.step, record.mode,
-                                          f"update/weight ratio too {label} for {_describe(names)} "
-                                          f"({sign} {bound:g}; e.g. {example:.3g})", names, ratio=example))
+                                          f"update/weight ratio too {label} for {_describe(names)} at step "
+                                          f"{record.step} ({'>' if label == 'large' else '<'} {bound:g}; e.g. "
+                                          f"{float(values[0]):.3g}). Next: {advice}", names, ratio=float(values[0])))
         return found
 
     def state_dict(self) -> dict[str, Any]:
@@ -59,7 +62,9 @@ class WeightUpdateRatio(Rule):
 
 @dataclass
 class AllZero(Rule):
-    """Tensors whose values are all exactly zero (gradients or weights; `kinds`).
+    """Tensors whose values are all exactly zero (gradients or weights; `kinds`). All-zero
+    gradients are errors; all-zero weight matrices are warnings, since zero-initialising a last
+    layer, a LoRA B matrix or a residual branch's output projection is done on purpose.
 
     Why: an all-zero weight matrix (bad initialisation) gives identical units that never
     differentiate; all-zero gradients mean the layer receives no learning signal.
@@ -86,7 +91,16 @@ class AllZero(Rule):
             return []
         for name in names:
             self._reported[f"{record.kind}:{name}"] = record.step
-        return [self.finding(record.step, record.mode, f"{record.kind} of {_describe(names)} is all zeros", names)]
+        if record.kind == "grad":
+            return [self.finding(record.step, record.mode,
+                                 f"gradient of {_describe(names)} is all zeros at step {record.step}: the layer gets no "
+                                 f"learning signal. Next: check requires_grad, detach() calls and that the loss "
+                                 f"depends on it", names)]
+        finding = self.finding(record.step, record.mode,
+                               f"{record.kind} of {_describe(names)} is all zeros at step {record.step}. Fine for a "
+                               f"last layer, a LoRA B matrix or a residual output projection; elsewhere the units "
+                               f"cannot differentiate. Next: initialise it randomly unless zero is intended", names)
+        return [finding if self.severity is not None else dataclasses.replace(finding, severity=Severity.WARNING)]
 
 
 @dataclass
@@ -124,7 +138,9 @@ class UnchangedTensor(Rule):
         if not unchanged:
             return []
         return [self.finding(record.step, record.mode,
-                             f"{_describe(unchanged)} unchanged for {self.num_steps} steps", unchanged,
+                             f"{_describe(unchanged)} unchanged for {self.num_steps} steps (at step {record.step}): "
+                             f"not being trained. Next: compare model.parameters() with the optimizer's "
+                             f"param_groups; check requires_grad and the learning rate", unchanged,
                              steps=self.num_steps, layers=len(unchanged))]
 
 
@@ -159,7 +175,9 @@ class TensorVariance(Rule):
             if names:
                 found.append(self.finding(record.step, record.mode,
                                           f"variance of {record.kind} {_describe(names)} is {label} "
-                                          f"{self.min_threshold if label == 'below' else self.max_threshold:g}", names))
+                                          f"{self.min_threshold if label == 'below' else self.max_threshold:g} at step "
+                                          f"{record.step}. Next: check the learning rate and weight decay, and "
+                                          f"when the variance started to move", names))
         return found
 
     def state_dict(self) -> dict[str, Any]:
