@@ -196,3 +196,62 @@ def test_evaluations_of_an_unmodified_script_are_recorded_as_eval_steps(tmp_path
     if len(activations):
         train_acts = activations[activations["mode"] == "train"]
         assert (train_acts.numel % 32 == 0).all()
+
+
+ACCUMULATING = """
+import torch
+torch.manual_seed(0)
+model = torch.nn.Linear(4, 1)
+opt = torch.optim.SGD(model.parameters(), lr=0.05)
+for step in range(3):
+    logged = 0.0
+    for micro in range(4):
+        loss = model(torch.randn(8, 4)).pow(2).mean() / 4
+        loss.backward()
+        logged += loss.item()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step(); opt.zero_grad()
+    print("LOGGED", logged)
+lbfgs = torch.optim.LBFGS(model.parameters(), lr=0.5, max_iter=5)
+x, y = torch.randn(16, 4), torch.randn(16, 1)
+def closure():
+    lbfgs.zero_grad()
+    loss = (model(x) - y).pow(2).mean()
+    loss.backward()
+    return loss
+print("LBFGS", float(lbfgs.step(closure)))
+"""
+
+
+def test_recorded_losses_mean_what_the_script_means(tmp_path):
+    """Accumulated micro-batches add up to the loss the script logs; a closure step records the
+    loss it starts from (what LBFGS.step returns), not its last evaluation."""
+    done = run_cli("run", "--out", str(tmp_path / "run"), "--", "python", script(tmp_path, ACCUMULATING))
+    assert done.returncode == 0, done.stderr
+    logged = [float(line.split()[1]) for line in done.stdout.splitlines() if line.startswith("LOGGED")]
+    losses = open_run(tmp_path / "run").scalars(["loss"], mode="train").value.to_numpy()
+    assert losses == pytest.approx(logged, rel=1e-5)
+    assert "attached to model Linear" in done.stderr and "optimizer SGD" in done.stderr
+    assert "other optimizers stepped but were not attached: LBFGS" in done.stderr
+
+
+def test_a_closure_step_records_the_loss_it_starts_from(tmp_path):
+    lbfgs_only = """
+import torch
+torch.manual_seed(0)
+model = torch.nn.Linear(4, 1)
+lbfgs = torch.optim.LBFGS(model.parameters(), lr=0.5, max_iter=5)
+x, y = torch.randn(16, 4), torch.randn(16, 1)
+def closure():
+    lbfgs.zero_grad()
+    loss = (model(x) - y).pow(2).mean()
+    loss.backward()
+    return loss
+for _ in range(3):
+    print("LBFGS", float(lbfgs.step(closure)))
+"""
+    done = run_cli("run", "--out", str(tmp_path / "run"), "--", "python", script(tmp_path, lbfgs_only))
+    assert done.returncode == 0, done.stderr
+    returned = [float(line.split()[1]) for line in done.stdout.splitlines() if line.startswith("LBFGS")]
+    losses = open_run(tmp_path / "run").scalars(["loss"], mode="train").value.to_numpy()
+    assert losses == pytest.approx(returned, rel=1e-6)

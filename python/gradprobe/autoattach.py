@@ -5,8 +5,11 @@ Runs the script with global hooks and no edit to it:
   owns parameters;
 - an optimizer step pre-hook attaches a Probe at the first optimizer.step(), to the model whose
   parameters that optimizer updates (the probe takes this first step's gradients itself);
-- every optimizer step then ends a probe step; the loss is the scalar tensor that backward() was
-  last called on (or the model output's .loss);
+- every optimizer step then ends a probe step; its loss is the sum of the scalar tensors that
+  backward() was called on since the previous optimizer step (under gradient accumulation the
+  script's `loss / N` micro-batches add up to the mean it logs), or the model output's .loss when
+  no scalar was backpropagated; for a closure-based optimizer (LBFGS), the first evaluation of
+  the closure, the loss at the point the step starts from, as `optimizer.step` returns it;
 - forwards of the model with gradients disabled, or in eval() mode and not followed by a
   backward, form an evaluation pass: the probe is in eval mode while it runs (activations come
   only from training forwards), and the pass is recorded as one eval step whose loss is the mean
@@ -94,7 +97,9 @@ class AutoAttach:
         self._steps_recorded = 0
         self._reported = False
         self._depth = 0
-        self._loss: torch.Tensor | None = None
+        self._loss: torch.Tensor | None = None  # sum of the backpropagated scalars since the last step
+        self._output_loss: torch.Tensor | None = None  # the model output's .loss, when it has one
+        self._closure_step = False  # inside optimizer.step(closure): only the first evaluation counts
         self._evaluation: EvaluationPass | None = None
         self.evaluations_recorded = 0
         self._handles = [
@@ -111,7 +116,7 @@ class AutoAttach:
             if attach._evaluation is not None:
                 attach._cancel_evaluation()  # eval() forwards followed by a backward were training
             if tensor.numel() == 1:
-                attach._loss = tensor.detach()
+                attach._add_backward_loss(tensor.detach())
             return attach._original_backward(tensor, *args, **kwargs)
 
         torch.Tensor.backward = backward  # type: ignore[method-assign,assignment]
@@ -119,6 +124,12 @@ class AutoAttach:
                                  if hasattr(functional, name)}
         for name, original in self._original_losses.items():
             setattr(functional, name, self._watch_loss(original))
+
+    def _add_backward_loss(self, loss: torch.Tensor) -> None:
+        if self._loss is None:
+            self._loss = loss.reshape(())
+        elif not self._closure_step:  # accumulation: micro-batches add up (on the device, no sync)
+            self._loss = self._loss + loss.reshape(())
 
     def _watch_loss(self, original: Any) -> Any:
         attach = self
@@ -181,23 +192,34 @@ class AutoAttach:
                 if self._evaluation is not None:
                     self._evaluation.candidate = loss.detach()
                 else:
-                    self._loss = loss.detach()
+                    self._output_loss = loss.detach()
 
     def _before_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         self._optimizers_seen.setdefault(id(optimizer), optimizer)
+        self._closure_step = callable(kwargs.get("closure")) or any(callable(a) for a in args)
+        if self._closure_step:
+            self._loss = None  # the closure's evaluations are the step's loss
         if self.probe is not None:
             if self._evaluation is not None:
                 self._end_evaluation()
             return
+        model = self._model_of(optimizer)
+        if model is not None:
+            self._attach(model, optimizer)
+        elif not self._closure_step:  # a closure runs the model inside the step: attach after it
+            self._note_unmatched(optimizer)
+
+    def _model_of(self, optimizer: torch.optim.Optimizer) -> torch.nn.Module | None:
+        """The root module that owns most of the optimizer's parameters, if one has run a forward."""
         params = {id(p) for group in optimizer.param_groups for p in group["params"]}
         owned = [(sum(id(p) in params for p in m.parameters()), m) for m in self._roots]
-        model = max(owned, key=lambda pair: pair[0], default=(0, None))
-        if model[0] == 0 or model[1] is None:
-            name = type(optimizer).__name__
-            if name not in self._unmatched_optimizers:
-                self._unmatched_optimizers.append(name)
-            return
-        self._attach(model[1], optimizer)
+        count, model = max(owned, key=lambda pair: pair[0], default=(0, None))
+        return model if count > 0 else None
+
+    def _note_unmatched(self, optimizer: torch.optim.Optimizer) -> None:
+        name = type(optimizer).__name__
+        if name not in self._unmatched_optimizers:
+            self._unmatched_optimizers.append(name)
 
     def _attach(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
         self.probe = Probe(model, optimizer, out_dir=self.out_dir, config=self.config, exist=self.exist)
@@ -213,10 +235,20 @@ class AutoAttach:
              f"{type(optimizer).__name__}; recording to {self.out_dir}")
 
     def _after_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        if self.probe is None and self._closure_step:
+            # A closure-based optimizer (LBFGS) ran the model inside its first step: attach now, so
+            # that step is recorded too (its gradients are the closure's last evaluation's).
+            model = self._model_of(optimizer)
+            if model is not None:
+                self._attach(model, optimizer)
+            else:
+                self._note_unmatched(optimizer)
         if self.probe is not None and optimizer is self.probe.optimizers[0]:
-            self.probe.step(loss=self._loss)
+            self.probe.step(loss=self._loss if self._loss is not None else self._output_loss)
             self._steps_recorded += 1
-            self._loss = None
+        # Every optimizer's step ends what was backpropagated for it (two models, two optimizers).
+        self._loss = self._output_loss = None
+        self._closure_step = False
 
     def _why_not_attached(self) -> str:
         roots = ", ".join(f"{type(m).__name__} ({_count(m.parameters()):,} parameters)" for m in self._roots[:5])
