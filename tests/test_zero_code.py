@@ -255,3 +255,24 @@ for _ in range(3):
     returned = [float(line.split()[1]) for line in done.stdout.splitlines() if line.startswith("LBFGS")]
     losses = open_run(tmp_path / "run").scalars(["loss"], mode="train").value.to_numpy()
     assert losses == pytest.approx(returned, rel=1e-6)
+
+
+def test_step_0_gradients_are_taken_before_clipping_like_every_other_step(tmp_path):
+    clipping = """
+import torch
+from torch.nn.utils import clip_grad_norm_
+torch.manual_seed(0)
+model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+opt = torch.optim.SGD(model.parameters(), lr=0.01)
+for step in range(3):
+    loss = model(torch.randn(16, 4)).mul(100).pow(2).mean()
+    opt.zero_grad(); loss.backward()
+    print("NORM", float(clip_grad_norm_(model.parameters(), max_norm=1e-3)))  # the norm before clipping
+    opt.step()
+"""
+    done = run_cli("run", "--out", str(tmp_path / "run"), "--", "python", script(tmp_path, clipping))
+    assert done.returncode == 0, done.stderr
+    norms = [float(line.split()[1]) for line in done.stdout.splitlines() if line.startswith("NORM")]
+    grads = open_run(tmp_path / "run").stats("grad")
+    recorded = grads.groupby("step").l2.apply(lambda l2: float((l2 ** 2).sum() ** 0.5)).to_numpy()
+    assert recorded == pytest.approx(norms, rel=1e-5)  # all three steps, step 0 included, unclipped

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import gc
 import os
 import runpy
 import sys
@@ -35,7 +36,7 @@ import torch
 import torch.nn.functional as functional
 import torch.optim.optimizer as torch_optimizer
 
-from .probe import Probe
+from .probe import Probe, clip_hook
 from .probe.config import ProbeConfig, resolve_config
 from .store.writer import prepare_run_dir, update_meta, write_json_atomic
 
@@ -107,6 +108,7 @@ class AutoAttach:
             torch.nn.modules.module.register_module_forward_hook(self._post_forward, always_call=True),
             torch_optimizer.register_optimizer_step_pre_hook(self._before_step),
             torch_optimizer.register_optimizer_step_post_hook(self._after_step),
+            clip_hook.register(self._before_clipping),
         ]
         self._original_backward = torch.Tensor.backward
         attach = self
@@ -221,9 +223,26 @@ class AutoAttach:
         if name not in self._unmatched_optimizers:
             self._unmatched_optimizers.append(name)
 
-    def _attach(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    def _before_clipping(self, parameters: Any) -> None:
+        """Clipping before the first optimizer step: attach now, so step 0's gradients are taken
+        before clipping like every later step's."""
+        if self.probe is not None or not self._roots:
+            return
+        # Once per run: the optimizers alive now (clipping gives the parameters, not the optimizer).
+        candidates = [o for o in gc.get_objects() if isinstance(o, torch.optim.Optimizer)]
+        matches = [(model, o) for o in candidates if (model := self._model_of(o)) is not None]
+        if not matches:
+            return
+        model, optimizer = matches[0]
+        self._attach(model, optimizer, before_step=False)
+        probe = self.probe
+        if probe is not None:
+            probe._before_clipping(parameters)  # its own clip callback was not registered for this call
+
+    def _attach(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, before_step: bool = True) -> None:
         self.probe = Probe(model, optimizer, out_dir=self.out_dir, config=self.config, exist=self.exist)
-        self.probe._before_optimizer_step(optimizer, (), {})  # its own hook was not there yet
+        if before_step:
+            self.probe._before_optimizer_step(optimizer, (), {})  # its own hook was not there yet
         self.attached = {
             "mode": "zero-code (gradprobe run)",
             "model": {"type": type(model).__name__, "module": type(model).__module__,
