@@ -35,6 +35,7 @@ from typing import Any
 import torch
 import torch.nn.functional as functional
 import torch.optim.optimizer as torch_optimizer
+from torch.utils.hooks import RemovableHandle
 
 from .probe import Probe, clip_hook
 from .probe.config import ProbeConfig, resolve_config
@@ -103,7 +104,7 @@ class AutoAttach:
         self._closure_step = False  # inside optimizer.step(closure): only the first evaluation counts
         self._evaluation: EvaluationPass | None = None
         self.evaluations_recorded = 0
-        self._handles = [
+        self._handles: list[RemovableHandle | clip_hook.Handle] = [
             torch.nn.modules.module.register_module_forward_pre_hook(self._pre_forward),
             torch.nn.modules.module.register_module_forward_hook(self._post_forward, always_call=True),
             torch_optimizer.register_optimizer_step_pre_hook(self._before_step),
