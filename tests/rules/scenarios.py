@@ -9,9 +9,9 @@ tests/rules/test_scenarios.py asserts them; scripts/detection_matrix.py writes d
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F

@@ -70,7 +70,8 @@ class DeadUnits(Rule):
         return [self.finding(record.step, record.mode,
                              f"{_describe(names)}: {100 * max(s for _, s in dead):.1f}% of outputs inactive "
                              f"at step {record.step} (dead units pass no gradient). Next: lower the learning "
-                             f"rate, reset large negative biases, or use LeakyReLU/GELU", names, inactive_share=max(s for _, s in dead))]
+                             f"rate, reset large negative biases, or use "
+                             "LeakyReLU/GELU", names, inactive_share=max(s for _, s in dead))]
 
 
 @dataclass
@@ -114,4 +115,5 @@ class SaturatedActivation(Rule):
                              f"{_describe(names)} saturated at step {record.step}: "
                              f"{100 * max(s for _, s in saturated):.0f}% of inputs have |x| >= {self.saturation:g}, "
                              f"where the derivative is ~0. Next: smaller initialisation, normalisation before "
-                             f"the activation, or a lower learning rate", names, saturated_share=max(s for _, s in saturated))]
+                             f"the activation, or a lower learning "
+                             "rate", names, saturated_share=max(s for _, s in saturated))]

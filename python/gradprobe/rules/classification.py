@@ -38,14 +38,16 @@ class ClassImbalance(Rule):
         if len(counts) >= 2 and max(counts.values()) > self.threshold_imbalance * min(counts.values()) \
                 and "imbalance" not in self._reported:
             self._reported["imbalance"] = step
-            found.append(self.finding(step, mode, f"label counts are imbalanced by step {step}: {dict(sorted(counts.items()))}. "
+            found.append(self.finding(step, mode, f"label counts are imbalanced by step {step}: "
+                                                  f"{dict(sorted(counts.items()))}. "
                                             f"Next: re-weight the loss or resample; report per-class metrics",
                                       (), ratio=max(counts.values()) / min(counts.values())))
         for label, n in counts.items():
             rate = self._wrong[label] / n
             if n >= 10 and rate > self.threshold_misprediction and f"mis:{label}" not in self._reported:
                 self._reported[f"mis:{label}"] = step
-                found.append(self.finding(step, mode, f"class {label} is mispredicted {100 * rate:.0f}% of the time (by step {step}). "
+                found.append(self.finding(step, mode, f"class {label} is mispredicted {100 * rate:.0f}% of the time "
+                                                      f"(by step {step}). "
                                                           f"Next: re-weight the loss for it or add its examples",
                                           (label,), misprediction=rate))
         return found
@@ -87,7 +89,9 @@ class Confusion(Rule):
             self._reported = True
             i, j = np.unravel_index(np.argmax(off), off.shape)
             return [self.finding(step, mode, f"confusion: class {classes[i]} predicted as {classes[j]} "
-                                             f"{100 * off[i, j]:.0f}% of the time (diagonal min {diag.min():.2f}; by step {step}). "
+                                             f"{100 * off[i, j]:.0f}% of the time (diagonal min {diag.min():.2f}; by "
+                                             f"step {step}). "
                                              f"Next: look at those examples' labels; add data for the confused classes",
-                                 (classes[i], classes[j]), off_diagonal=float(off[i, j]), diagonal_min=float(diag.min()))]
+                                 (classes[i], classes[j]), off_diagonal=float(off[i, j]),
+                                 diagonal_min=float(diag.min()))]
         return []

@@ -38,8 +38,8 @@ class Divergence(Rule):
     min_history: int = 5
     floor_fraction: float = 0.05
     loss: str = "loss"
-    _history: deque = field(default_factory=lambda: deque(maxlen=20), repr=False)
-    _early: list = field(default_factory=list, repr=False)
+    _history: deque[float] = field(default_factory=lambda: deque(maxlen=20), repr=False)
+    _early: list[float] = field(default_factory=list, repr=False)
     _above: int = 0  # steps in a row above the band
     _onset: int = -1  # the first of them
     _reported: bool = False

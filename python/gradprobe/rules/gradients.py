@@ -20,7 +20,8 @@ class VanishingGradient(Rule):
     """Layers whose gradients vanished while the loss is still high, for `patience` recorded steps
     in a row. A layer's gradient scale is its mean |g| over the non-zero entries (an embedding's
     gradient is mostly exact zeros by construction: only the rows of the batch's tokens get one).
-    It has vanished when that scale is below `peer_ratio` x the largest layer's at the same step, or below `history_ratio` x the layer's own median over its first `history` recorded
+    It has vanished when that scale is below `peer_ratio` x the largest layer's at the same step, or
+    below `history_ratio` x the layer's own median over its first `history` recorded
     steps, or below `threshold`; and the layer is not moving: its last update/weight ratio (from
     the updates collection, when recorded) is below `max_update_ratio`. Adam-family optimizers
     move weights by the learning rate whatever |g| is, so a layer that moves is learning.
@@ -48,12 +49,12 @@ class VanishingGradient(Rule):
     converged_fraction: float = 0.01
     loss: str = "loss"
     exclude: tuple[str, ...] = (r"bias$",)  # regexes over tensor names
-    _early: dict = field(default_factory=dict, repr=False)  # layer -> its first `history` gradient scales
-    _streak: dict = field(default_factory=dict, repr=False)
-    _moving: dict = field(default_factory=dict, repr=False)  # layer -> its last update/weight ratio
-    _early_loss: list = field(default_factory=list, repr=False)
+    _early: dict[str, list[float]] = field(default_factory=dict, repr=False)  # layer -> its first scales
+    _streak: dict[str, int] = field(default_factory=dict, repr=False)
+    _moving: dict[str, float] = field(default_factory=dict, repr=False)  # layer -> its last update/weight ratio
+    _early_loss: list[float] = field(default_factory=list, repr=False)
     _last_loss: float = math.nan
-    _reported: dict = field(default_factory=dict, repr=False)
+    _reported: dict[str, int] = field(default_factory=dict, repr=False)
     _converged_reported: int = -1
 
     def on_scalars(self, record: ScalarRecord) -> list[Finding]:
@@ -113,7 +114,8 @@ class VanishingGradient(Rule):
         still = f" while the {self.loss} is still {self._last_loss:.3g}" if math.isfinite(self._last_loss) else ""
         return [self.finding(record.step, record.mode,
                              f"gradients of {_describe(names)} vanished at step {record.step}: mean |g| "
-                             f"{worst:.3g}, against {peers:.3g} in the layer with the largest, and the weights barely move"
+                             f"{worst:.3g}, against {peers:.3g} in the layer with the largest, and the weights barely "
+                             "move"
                              f"{still}. Next: check for saturating "
                              f"activations (sigmoid/tanh) or a tiny initialisation below these layers; use "
                              f"ReLU/GELU, normalisation or residual connections", names,
@@ -144,8 +146,8 @@ class ExplodingGradient(Rule):
     confirm: int = 2
     window: int = 10
     floor_fraction: float = 0.5
-    _history: dict = field(default_factory=dict, repr=False)
-    _peak: dict = field(default_factory=dict, repr=False)  # tensor -> the highest median of its window so far
+    _history: dict[str, deque[float]] = field(default_factory=dict, repr=False)
+    _peak: dict[str, float] = field(default_factory=dict, repr=False)  # tensor -> its highest window median
     _total_above: int = 0
 
     def on_stats(self, record: StatsRecord) -> list[Finding]:
@@ -183,7 +185,8 @@ class ExplodingGradient(Rule):
                                       f"total gradient norm (before clipping) is {total:.3g} at step {record.step}, "
                                       f"{factor:.0f}x its recent level, for "
                                       f"{self.confirm} steps in a row. Next: lower the learning rate; clipping "
-                                      f"bounds the step, not the cause", (), total_norm=total, growth=factor))
+                                      f"bounds the step, not the cause", (), total_norm=total,
+                                      growth=float(factor or 0.0)))
         return found
 
     def _grew(self, name: str, norm: float, growth: float) -> float | None:

@@ -29,7 +29,8 @@ class NLPSequenceRatio(Rule):
             if share > self.threshold and token not in self._reported:
                 self._reported[token] = step
                 found.append(self.finding(step, mode, f"{100 * share:.0f}% of input tokens are {token} at step {step}. "
-                                                       f"Next: pad dynamically or bucket by length; check the tokenizer "
+                                                       f"Next: pad dynamically or bucket by length; check the "
+                                                       "tokenizer "
                                                        f"matches the model", (token,),
                                           share=share))
         return found

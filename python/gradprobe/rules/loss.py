@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,7 +18,7 @@ def _loss(record: ScalarRecord, name: str) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
-def robust_slope(values) -> float:
+def robust_slope(values: Sequence[float] | np.ndarray) -> float:
     """Theil-Sen slope per step: the median of the pairwise slopes (one outlier batch cannot tilt it)."""
     y = np.asarray(values, dtype=np.float64)
     i, j = np.triu_indices(len(y), k=1)
@@ -45,8 +46,8 @@ class LossNotDecreasing(Rule):
     converged_fraction: float = 0.01
     loss: str = "loss"
     mode: str = "train"
-    _window: list = field(default_factory=list, repr=False)
-    _early: list = field(default_factory=list, repr=False)
+    _window: list[float] = field(default_factory=list, repr=False)
+    _early: list[float] = field(default_factory=list, repr=False)
     _reported_at: int = -1
 
     def on_scalars(self, record: ScalarRecord) -> list[Finding]:
@@ -143,12 +144,12 @@ class Overfit(Rule):
     start_step: int = 0
     loss: str = "loss"
     metrics: tuple[str, ...] = ("accuracy", "acc", "f1")
-    _train: list = field(default_factory=list, repr=False)
+    _train: list[float] = field(default_factory=list, repr=False)
     _last_train_step: int = -1
-    _best: dict = field(default_factory=dict, repr=False)  # watched value -> [best, train loss then, gap then]
-    _strikes: dict = field(default_factory=dict, repr=False)
-    _recent: dict = field(default_factory=dict, repr=False)  # watched value -> its last patience + 1 scores
-    _reported: dict = field(default_factory=dict, repr=False)
+    _best: dict[str, list[float]] = field(default_factory=dict, repr=False)  # value -> [best, train then, gap then]
+    _strikes: dict[str, int] = field(default_factory=dict, repr=False)
+    _recent: dict[str, list[float]] = field(default_factory=dict, repr=False)  # value -> last patience+1 scores
+    _reported: dict[str, int] = field(default_factory=dict, repr=False)
 
     def on_scalars(self, record: ScalarRecord) -> list[Finding]:
         if record.mode == "train":

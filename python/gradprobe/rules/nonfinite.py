@@ -54,7 +54,8 @@ class NonFinite(Rule):
         nans, infs = int(record.stats.nans[origin]), int(record.stats.infs[origin])
         message = (f"NaN/Inf first appeared in {where} at step {record.step} ({nans} NaN, {infs} Inf"
                    f"{'; ' + detail if detail else ''}); {len(bad)} {record.kind} tensors affected. Next: inspect the "
-                   f"inputs of that module at that step; lower the learning rate or add an epsilon to log/sqrt/division")
+                   f"inputs of that module at that step; lower the learning rate or add an epsilon to "
+                   "log/sqrt/division")
         return [self.finding(record.step, record.mode, message, [record.names[origin]], nans=nans, infs=infs,
                              affected=len(bad))]
 
@@ -65,8 +66,9 @@ class NonFinite(Rule):
                 key = f"scalar:{name}"
                 if key not in self._active:
                     self._active[key] = record.step
-                    found.append(self.finding(record.step, record.mode, f"{name} is {value} at step {record.step}. Next: find the first "
-                                                                       f"non-finite tensor (config='full'); lower the learning rate",
+                    found.append(self.finding(record.step, record.mode, f"{name} is {value} at step {record.step}. "
+                                                                       "Next: find the first non-finite tensor "
+                                                                       "(config='full'); lower the learning rate",
                                               [name], value=float(np.nan_to_num(value))))
             elif name.startswith("loss"):
                 self._active.pop(f"scalar:{name}", None)

@@ -25,5 +25,6 @@ class StalledTraining(Rule):
             return []
         self._reported_for = last_step_time
         return [self.finding(step, mode, f"no training step for {now - last_step_time:.0f} s (last step {step}). Next: "
-                                         f"dump the stacks (py-spy dump) and look at the data loader and the other ranks", (),
+                                         f"dump the stacks (py-spy dump) and look at the data loader and the other "
+                                         "ranks", (),
                              seconds=now - last_step_time)]

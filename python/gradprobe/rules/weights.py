@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,7 +93,8 @@ class AllZero(Rule):
             self._reported[f"{record.kind}:{name}"] = record.step
         if record.kind == "grad":
             return [self.finding(record.step, record.mode,
-                                 f"gradient of {_describe(names)} is all zeros at step {record.step}: the layer gets no "
+                                 f"gradient of {_describe(names)} is all zeros at step {record.step}: the layer "
+                                 "gets no "
                                  f"learning signal. Next: check requires_grad, detach() calls and that the loss "
                                  f"depends on it", names)]
         finding = self.finding(record.step, record.mode,
