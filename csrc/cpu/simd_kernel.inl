@@ -213,24 +213,21 @@ Partial stretch_fast(const TensorDesc& t, i64 start, i64 len, Sums& exact, u64* 
   for (; i + kBlock <= end; i += kBlock) {
     const float block_shift = block_mean<D, kPair>(t, i);
     const vf shift = splat<vf>(block_shift);
-    vf s1a = zero, s1b = zero, s2a = zero, s2b = zero, l1a = zero, l1b = zero;
-    vf mina = inf, minb = inf, maxa = minus_inf, maxb = minus_inf, tiny = inf;
+    // Seven accumulators (pairs of lanes folded before accumulating) so that the loop's state,
+    // constants and temporaries fit 16 vector registers (SSE, AVX2) without spills.
+    vf s1 = zero, s2a = zero, s2b = zero, l1 = zero, mn = inf, mx = minus_inf, tiny = inf;
     vi powers_of_two = {};  // pairs: non-zero differences whose mantissa is 0
     for (i64 j = i; j < i + kBlock; j += 2 * W) {
       const vf x0 = load_x<D, kPair>(t, j), x1 = load_x<D, kPair>(t, j + W);
       const vf d0 = x0 - shift, d1 = x1 - shift;
       const vf a0 = abs_lanes(x0), a1 = abs_lanes(x1);
-      s1a += d0;
-      s1b += d1;
+      s1 += d0 + d1;
       s2a += d0 * d0;
       s2b += d1 * d1;
-      l1a += a0;
-      l1b += a1;
-      mina = x0 < mina ? x0 : mina;
-      minb = x1 < minb ? x1 : minb;
-      maxa = x0 > maxa ? x0 : maxa;
-      maxb = x1 > maxb ? x1 : maxb;
-      const vf a01 = a0 < a1 ? a0 : a1;
+      l1 += a0 + a1;
+      const vf lo = x0 < x1 ? x0 : x1, hi = x0 > x1 ? x0 : x1, a01 = a0 < a1 ? a0 : a1;
+      mn = lo < mn ? lo : mn;
+      mx = hi > mx ? hi : mx;
       tiny = a01 < tiny ? a01 : tiny;  // smallest |x|: zeros are counted only if it is 0
       if constexpr (kPair) {
         powers_of_two |= (x0 != zero) & (((vu)x0 & mantissa) == 0u);
@@ -244,8 +241,7 @@ Partial stretch_fast(const TensorDesc& t, i64 start, i64 len, Sums& exact, u64* 
         continue;
       }
     }
-    const vf l1 = l1a + l1b, s2 = s2a + s2b;
-    const vf block_min = mina < minb ? mina : minb, block_max = maxa > maxb ? maxa : maxb;
+    const vf s2 = s2a + s2b, block_min = mn, block_max = mx;
     if (!block_fits_float_lanes(l1, s2, block_min, block_max, shift)) {
       wide_add_any(t, i, kBlock, exact, hist);
       continue;
@@ -256,7 +252,7 @@ Partial stretch_fast(const TensorDesc& t, i64 start, i64 len, Sums& exact, u64* 
       for (i64 j = i; j < i + kBlock; j += W) count -= load_x<D, kPair>(t, j) == zero;
       for (int k = 0; k < W; ++k) zeros += (u64)count[k];
     }
-    const double n = (double)kBlock, s1_sum = sum_lanes(s1a + s1b);
+    const double n = (double)kBlock, s1_sum = sum_lanes(s1);
     const double m2 = sum_lanes(s2) - s1_sum * (s1_sum / n);
     Partial block{n, (double)block_shift + s1_sum / n, m2 > 0 ? m2 : 0.0, sum_lanes(l1),
                   __builtin_inf(), -__builtin_inf(), (double)zeros, 0, 0};
