@@ -139,7 +139,7 @@ template <class T, int N>
 struct Halving {
   typedef T V __attribute__((vector_size(N * sizeof(T))));
   typedef T H __attribute__((vector_size(N * sizeof(T) / 2)));
-  static T sum(V v) {
+  static T sum(const V& v) {
     H lo, hi;
     __builtin_memcpy(&lo, &v, sizeof lo);
     __builtin_memcpy(&hi, (const char*)&v + sizeof lo, sizeof hi);
@@ -150,7 +150,7 @@ struct Halving {
 template <class T>
 struct Halving<T, 1> {
   typedef T V __attribute__((vector_size(sizeof(T))));
-  static T sum(V v) { return v[0]; }
+  static T sum(const V& v) { return v[0]; }
 };
 
 inline float sum_lanes_float(vf v) { return Halving<float, W>::sum(v); }
