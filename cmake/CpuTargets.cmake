@@ -12,7 +12,7 @@ function(gradprobe_cpu_target_sources out)
     # optimisation can neither re-target nor merge it with another target's.
     set_source_files_properties("${dir}/target_sse2.cpp" PROPERTIES COMPILE_OPTIONS "-fno-lto")
     set_source_files_properties("${dir}/target_sse4.cpp" PROPERTIES COMPILE_OPTIONS "-fno-lto;-msse4.2;-mpopcnt")
-    set_source_files_properties("${dir}/target_avx2.cpp" PROPERTIES COMPILE_OPTIONS "-fno-lto;-mavx2;-mfma")
+    set_source_files_properties("${dir}/target_avx2.cpp" PROPERTIES COMPILE_OPTIONS "-fno-lto;-mavx2;-mfma;-mf16c")
     set_source_files_properties("${dir}/target_avx512.cpp" PROPERTIES
                                 COMPILE_OPTIONS "-fno-lto;-mavx512f;-mavx512bw;-mavx512dq;-mavx512vl")
   elseif(CMAKE_SYSTEM_PROCESSOR MATCHES "^(aarch64|arm64|ARM64)$")

@@ -46,14 +46,14 @@ std::vector<Target> make_targets() {
 #if defined(__x86_64__) || defined(_M_X64)
   __builtin_cpu_init();
   const bool sse4 = __builtin_cpu_supports("sse4.2") && __builtin_cpu_supports("popcnt");
-  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
   const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                       __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
   const bool vbmi = avx512 && __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512bitalg") &&
                     __builtin_cpu_supports("gfni");
   t.push_back({"sse2", "x86-64 (SSE2)", &sse2::kernels, true});
   t.push_back({"sse4", "SSE4.2 and POPCNT (x86-64-v2)", &sse4::kernels, sse4});
-  t.push_back({"avx2", "AVX2 and FMA (x86-64-v3)", &avx2::kernels, avx2});
+  t.push_back({"avx2", "AVX2, FMA and F16C (x86-64-v3)", &avx2::kernels, avx2});
   t.push_back({"avx512", "AVX-512 F, BW, DQ and VL", &avx512::kernels, avx512});
   t.push_back({"avx512-vbmi", "AVX-512 F, BW, DQ, VL with VBMI, BITALG and GFNI", &avx512_vbmi::kernels, vbmi});
 #elif defined(__aarch64__)

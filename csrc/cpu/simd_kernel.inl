@@ -33,18 +33,41 @@ bool block_has_inexact_difference(const TensorDesc& t, i64 i) {
   return any_lane(inexact);
 }
 
-// The block's own mean as its shift: an outlier at the start of a stretch cannot amplify rounding.
+// Whether a block is staged: 16-bit inputs and pairs are converted (or subtracted) once into a
+// float32 copy of the block in L1, which the statistics and histogram passes then read.
 template <int D, bool kPair>
-inline float block_mean(const TensorDesc& t, i64 i) {
+constexpr bool kStaged = D != kF32 || kPair;
+
+// A block's values as float lanes, j an offset in the block.
+template <int D, bool kPair>
+struct BlockSource {
+  const TensorDesc& t;
+  i64 i;
+  const float* staged;
+  vf load(i64 j) const {
+    if constexpr (kStaged<D, kPair>) return load_raw<vf>(staged + j);
+    else return load_raw<vf>((const float*)t.a + i + j);
+  }
+};
+
+// The block's own mean as its shift: an outlier at the start of a stretch cannot amplify rounding.
+// Stages the block when kStaged.
+template <int D, bool kPair>
+inline float block_mean(const TensorDesc& t, i64 i, float* staged) {
   vf a = splat<vf>(0.0f), b = a;
   constexpr i64 kLine = 64 / (D == kF32 ? 4 : 2);  // elements per cache line
   for (i64 j = i; j < i + kBlock; j += kLine) {
     __builtin_prefetch((const char*)t.a + (j * (D == kF32 ? 4 : 2) + kPrefetchBytes));
     if constexpr (kPair) __builtin_prefetch((const char*)t.b + (j * (D == kF32 ? 4 : 2) + kPrefetchBytes));
   }
-  for (i64 j = i; j < i + kBlock; j += 2 * W) {
-    a += load_x<D, kPair>(t, j);
-    b += load_x<D, kPair>(t, j + W);
+  for (i64 j = 0; j < kBlock; j += 2 * W) {
+    const vf x0 = load_x<D, kPair>(t, i + j), x1 = load_x<D, kPair>(t, i + j + W);
+    if constexpr (kStaged<D, kPair>) {
+      __builtin_memcpy(staged + j, &x0, sizeof x0);
+      __builtin_memcpy(staged + j + W, &x1, sizeof x1);
+    }
+    a += x0;
+    b += x1;
   }
   const float mean = sum_lanes_float(a + b) * (1.0f / kBlock);
   return __builtin_isfinite(mean) ? mean : 0.0f;
@@ -60,10 +83,10 @@ ExponentTables& thread_tables() {
 }
 
 template <int D, bool kPair>
-void block_hist_tables(const TensorDesc& t, i64 i, ExponentTables& tables) {
-  for (i64 j = i; j < i + kBlock; j += W) {
-    const vu field = (vu)load_x<D, kPair>(t, j) >> 23;
-    for (int k = 0; k < W; ++k) ++tables.count[(j - i + k) & (kTables - 1)][field[k]];
+void block_hist_tables(const BlockSource<D, kPair>& src, ExponentTables& tables) {
+  for (i64 j = 0; j < kBlock; j += W) {
+    const vu field = (vu)src.load(j) >> 23;
+    for (int k = 0; k < W; ++k) ++tables.count[(j + k) & (kTables - 1)][field[k]];
   }
 }
 
@@ -151,14 +174,13 @@ void flush_counters(FieldCounters& c, u64* hist) {
 // Counts one finite block into the counters (and hist); false (nothing counted) when it spans more
 // than kMaxSpan fields.
 template <int D, bool kPair>
-bool block_hist_bytes(const TensorDesc& t, i64 i, u64 zeros, bool has_tiny, FieldCounters& counters, u64* hist) {
+bool block_hist_bytes(const BlockSource<D, kPair>& src, u64 zeros, bool has_tiny, FieldCounters& counters, u64* hist) {
   vb fields[kPacked];
   vb lo_minus_one = splat<vb>((unsigned char)255), hi = splat<vb>((unsigned char)0);
   for (int v = 0; v < kPacked; ++v) {
-    const i64 j = i + 4 * W * v;
-    fields[v] = pack_fields(((vu)load_x<D, kPair>(t, j) << 1) >> 24, ((vu)load_x<D, kPair>(t, j + W) << 1) >> 24,
-                            ((vu)load_x<D, kPair>(t, j + 2 * W) << 1) >> 24,
-                            ((vu)load_x<D, kPair>(t, j + 3 * W) << 1) >> 24);
+    const i64 j = 4 * W * v;
+    fields[v] = pack_fields(((vu)src.load(j) << 1) >> 24, ((vu)src.load(j + W) << 1) >> 24,
+                            ((vu)src.load(j + 2 * W) << 1) >> 24, ((vu)src.load(j + 3 * W) << 1) >> 24);
     const vb wrapped = fields[v] - (unsigned char)1;  // field 0 (zeros, subnormals) wraps to 255
     lo_minus_one = wrapped < lo_minus_one ? wrapped : lo_minus_one;
     hi = fields[v] > hi ? fields[v] : hi;
@@ -208,29 +230,28 @@ Partial stretch_fast(const TensorDesc& t, i64 start, i64 len, Sums& exact, u64* 
   u64 table_zeros = 0;  // zeros of the blocks counted into the exponent tables
   bool tables_used = false;
   FieldCounters& counters = thread_counters();
+  alignas(64) float staged[kBlock];  // the block in float32 (kStaged only)
   const i64 end = start + len;
   i64 i = start;
   for (; i + kBlock <= end; i += kBlock) {
-    const float block_shift = block_mean<D, kPair>(t, i);
+    const float block_shift = block_mean<D, kPair>(t, i, staged);
+    const BlockSource<D, kPair> src{t, i, staged};
     const vf shift = splat<vf>(block_shift);
-    vf s1a = zero, s1b = zero, s2a = zero, s2b = zero, l1a = zero, l1b = zero;
-    vf mina = inf, minb = inf, maxa = minus_inf, maxb = minus_inf, tiny = inf;
+    // Seven accumulators (pairs of lanes folded before accumulating) so that the loop's state,
+    // constants and temporaries fit 16 vector registers (SSE, AVX2) without spills.
+    vf s1 = zero, s2a = zero, s2b = zero, l1 = zero, mn = inf, mx = minus_inf, tiny = inf;
     vi powers_of_two = {};  // pairs: non-zero differences whose mantissa is 0
-    for (i64 j = i; j < i + kBlock; j += 2 * W) {
-      const vf x0 = load_x<D, kPair>(t, j), x1 = load_x<D, kPair>(t, j + W);
+    for (i64 j = 0; j < kBlock; j += 2 * W) {
+      const vf x0 = src.load(j), x1 = src.load(j + W);
       const vf d0 = x0 - shift, d1 = x1 - shift;
       const vf a0 = abs_lanes(x0), a1 = abs_lanes(x1);
-      s1a += d0;
-      s1b += d1;
+      s1 += d0 + d1;
       s2a += d0 * d0;
       s2b += d1 * d1;
-      l1a += a0;
-      l1b += a1;
-      mina = x0 < mina ? x0 : mina;
-      minb = x1 < minb ? x1 : minb;
-      maxa = x0 > maxa ? x0 : maxa;
-      maxb = x1 > maxb ? x1 : maxb;
-      const vf a01 = a0 < a1 ? a0 : a1;
+      l1 += a0 + a1;
+      const vf lo = x0 < x1 ? x0 : x1, hi = x0 > x1 ? x0 : x1, a01 = a0 < a1 ? a0 : a1;
+      mn = lo < mn ? lo : mn;
+      mx = hi > mx ? hi : mx;
       tiny = a01 < tiny ? a01 : tiny;  // smallest |x|: zeros are counted only if it is 0
       if constexpr (kPair) {
         powers_of_two |= (x0 != zero) & (((vu)x0 & mantissa) == 0u);
@@ -244,8 +265,7 @@ Partial stretch_fast(const TensorDesc& t, i64 start, i64 len, Sums& exact, u64* 
         continue;
       }
     }
-    const vf l1 = l1a + l1b, s2 = s2a + s2b;
-    const vf block_min = mina < minb ? mina : minb, block_max = maxa > maxb ? maxa : maxb;
+    const vf s2 = s2a + s2b, block_min = mn, block_max = mx;
     if (!block_fits_float_lanes(l1, s2, block_min, block_max, shift)) {
       wide_add_any(t, i, kBlock, exact, hist);
       continue;
@@ -253,18 +273,18 @@ Partial stretch_fast(const TensorDesc& t, i64 start, i64 len, Sums& exact, u64* 
     u64 zeros = 0;
     if (any_lane(tiny == zero)) {
       vi count = {};
-      for (i64 j = i; j < i + kBlock; j += W) count -= load_x<D, kPair>(t, j) == zero;
+      for (i64 j = 0; j < kBlock; j += W) count -= src.load(j) == zero;
       for (int k = 0; k < W; ++k) zeros += (u64)count[k];
     }
-    const double n = (double)kBlock, s1_sum = sum_lanes(s1a + s1b);
+    const double n = (double)kBlock, s1_sum = sum_lanes(s1);
     const double m2 = sum_lanes(s2) - s1_sum * (s1_sum / n);
     Partial block{n, (double)block_shift + s1_sum / n, m2 > 0 ? m2 : 0.0, sum_lanes(l1),
                   __builtin_inf(), -__builtin_inf(), (double)zeros, 0, 0};
     partial_merge(blocks, block);
     run_min = block_min < run_min ? block_min : run_min;
     run_max = block_max > run_max ? block_max : run_max;
-    if (hist && !block_hist_bytes<D, kPair>(t, i, zeros, any_lane(tiny < __FLT_MIN__), counters, hist)) {
-      block_hist_tables<D, kPair>(t, i, thread_tables());
+    if (hist && !block_hist_bytes<D, kPair>(src, zeros, any_lane(tiny < __FLT_MIN__), counters, hist)) {
+      block_hist_tables<D, kPair>(src, thread_tables());
       table_zeros += zeros;
       tables_used = true;
     }

@@ -77,28 +77,53 @@ inline bool all_lanes(M m) {
 inline vf abs_lanes(vf x) { return (vf)((vu)x & 0x7fffffffu); }
 inline vd abs_lanes(vd x) { return (vd)((vl)x & 0x7fffffffffffffffLL); }
 
-// IEEE half to float32, exact: normals and subnormals by one multiply, Inf/NaN by their bits.
+// IEEE half to float32, exact, without arithmetic on float subnormals (microcode assists on many
+// CPUs): normals by rebiasing the exponent bits, subnormals as m * 2^-24 from an integer, Inf/NaN by
+// their bits. Signed compares: SSE2 has no unsigned ones, and the magnitudes fit in 15 bits.
 template <int N>
-inline typename Lanes<N>::f f16_to_f32(typename Lanes<N>::h h16) {
+inline typename Lanes<N>::f f16_to_f32(typename Lanes<N>::u h) {
   typedef typename Lanes<N>::u U;
+  typedef typename Lanes<N>::i I;
   typedef typename Lanes<N>::f F;
-  const U h = __builtin_convertvector(h16, U);
   const U magnitude = h & 0x7fffu, sign = (h & 0x8000u) << 16;
-  U bits = (U)((F)(magnitude << 13) * 0x1p112f);
-  bits = magnitude >= 0x7c00u ? ((magnitude << 13) | 0x7f800000u) : bits;
+  const U normal = (magnitude << 13) + ((127u - 15u) << 23);
+  const U subnormal = (U)(__builtin_convertvector((I)magnitude, F) * 0x1p-24f);
+  const U special = (magnitude << 13) | 0x7f800000u;
+  const I is_subnormal = (I)magnitude < 0x400, is_special = (I)magnitude >= 0x7c00;
+  U bits = (normal & ~(U)is_subnormal) | (subnormal & (U)is_subnormal);
+  bits = (bits & ~(U)is_special) | (special & (U)is_special);
   return (F)(bits | sign);
 }
 
-// N elements of dtype D from base + i, as float32 lanes.
+// N elements of dtype D from base + i, as float32 lanes. The 16-bit widenings use the ISA's
+// one-instruction forms where the target has them (generic conversions split into halves).
 template <int D, int N = W>
 inline typename Lanes<N>::f load_f(const void* base, i64 i) {
   typedef typename Lanes<N>::f F;
+  const unsigned short* p = (const unsigned short*)base + i;
   if constexpr (D == kF32) {
     return load_raw<F>((const float*)base + i);
   } else {
-    const typename Lanes<N>::h h = load_raw<typename Lanes<N>::h>((const unsigned short*)base + i);
-    if constexpr (D == kBF16) return (F)(__builtin_convertvector(h, typename Lanes<N>::u) << 16);
-    else return f16_to_f32<N>(h);
+#if defined(__AVX2__)
+    if constexpr (N == 8) {
+      const __m128i h = _mm_loadu_si128((const __m128i*)p);
+#if defined(__F16C__)
+      if constexpr (D == kF16) return (F)_mm256_cvtph_ps(h);
+#endif
+      if constexpr (D == kBF16) return (F)_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16);
+    }
+#endif
+#if defined(__SSE2__)
+    if constexpr (N == 4) {  // bfloat16: zeros interleaved below each value give its float32 bits
+      const __m128i h = _mm_loadl_epi64((const __m128i*)p), zero = _mm_setzero_si128();
+      if constexpr (D == kBF16) return (F)_mm_unpacklo_epi16(zero, h);
+      else return f16_to_f32<N>((typename Lanes<N>::u)_mm_unpacklo_epi16(h, zero));
+    }
+#endif
+    const typename Lanes<N>::h h = load_raw<typename Lanes<N>::h>(p);
+    const typename Lanes<N>::u wide = __builtin_convertvector(h, typename Lanes<N>::u);
+    if constexpr (D == kBF16) return (F)(wide << 16);
+    else return f16_to_f32<N>(wide);
   }
 }
 
@@ -114,7 +139,7 @@ template <class T, int N>
 struct Halving {
   typedef T V __attribute__((vector_size(N * sizeof(T))));
   typedef T H __attribute__((vector_size(N * sizeof(T) / 2)));
-  static T sum(V v) {
+  static T sum(const V& v) {
     H lo, hi;
     __builtin_memcpy(&lo, &v, sizeof lo);
     __builtin_memcpy(&hi, (const char*)&v + sizeof lo, sizeof hi);
@@ -125,7 +150,7 @@ struct Halving {
 template <class T>
 struct Halving<T, 1> {
   typedef T V __attribute__((vector_size(sizeof(T))));
-  static T sum(V v) { return v[0]; }
+  static T sum(const V& v) { return v[0]; }
 };
 
 inline float sum_lanes_float(vf v) { return Halving<float, W>::sum(v); }

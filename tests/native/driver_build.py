@@ -12,7 +12,7 @@ CPU = ROOT / "csrc" / "cpu"
 # (source, flags) per architecture: keep in step with cmake/CpuTargets.cmake.
 TARGET_SOURCES = {
     "x86_64": [("target_sse2.cpp", []), ("target_sse4.cpp", ["-msse4.2", "-mpopcnt"]),
-               ("target_avx2.cpp", ["-mavx2", "-mfma"]),
+               ("target_avx2.cpp", ["-mavx2", "-mfma", "-mf16c"]),
                ("target_avx512.cpp", ["-mavx512f", "-mavx512bw", "-mavx512dq", "-mavx512vl"])],
     "aarch64": [("target_neon.cpp", []), ("target_sve256.cpp", ["-march=armv8.2-a+sve", "-msve-vector-bits=256"])],
 }
