@@ -4,6 +4,7 @@
 #include "cpu_dispatch.hpp"
 
 #include <atomic>
+#include <cstdlib>
 
 #if defined(__aarch64__) && defined(__linux__)
 #include <sys/auxv.h>
@@ -78,11 +79,45 @@ int best_index() {
   return best;
 }
 
-std::atomic<int> g_target{-1};  // -1: not forced (the best this CPU supports)
+// GRADPROBE_CPU_TARGET=<name> sets the default target for the process (benchmarks; reproducing
+// what a user's CPU runs). A name this CPU cannot take is ignored, and the reason says so.
+struct EnvironmentChoice {
+  int index = -1;
+  std::string note;
+};
+
+const EnvironmentChoice& environment_choice() {
+  static const EnvironmentChoice choice = [] {
+    EnvironmentChoice c;
+    const char* value = std::getenv("GRADPROBE_CPU_TARGET");
+    if (value == nullptr || *value == '\0' || std::string(value) == "best") return c;
+    const std::string name(value);
+    const auto& t = targets();
+    for (int i = 0; i < (int)t.size(); ++i) {
+      if (name != t[i].name) continue;
+      if (t[i].supported) {
+        c.index = i;
+      } else {
+        c.note = "; GRADPROBE_CPU_TARGET=" + name + " ignored: this CPU lacks " + t[i].needs;
+      }
+      return c;
+    }
+    c.note = "; GRADPROBE_CPU_TARGET=" + name + " ignored: not a compiled target";
+    return c;
+  }();
+  return choice;
+}
+
+int default_index() {
+  const int chosen = environment_choice().index;
+  return chosen >= 0 ? chosen : best_index();
+}
+
+std::atomic<int> g_target{-1};  // -1: not forced at run time (the default: environment, else best)
 
 int current_index() {
   const int forced = g_target.load(std::memory_order_relaxed);
-  return forced >= 0 ? forced : best_index();
+  return forced >= 0 ? forced : default_index();
 }
 
 }  // namespace
@@ -97,12 +132,16 @@ std::string best_cpu_target() { return targets()[best_index()].name; }
 
 std::string cpu_target_reason() {
   const auto& t = targets();
-  const int best = best_index();
-  std::string reason = std::string("cpu target ") + t[best].name + ": the best of the compiled targets this CPU supports";
-  if (best + 1 < (int)t.size())
-    reason += std::string(" (") + t[best + 1].name + " needs " + t[best + 1].needs + ")";
-  const int now = current_index();
-  if (now != best) reason += std::string("; forced to ") + t[now].name;
+  const int best = best_index(), now = current_index();
+  std::string reason = std::string("cpu target ") + t[now].name;
+  if (now == best) {
+    reason += ": the best of the compiled targets this CPU supports";
+    if (best + 1 < (int)t.size()) reason += std::string(" (") + t[best + 1].name + " needs " + t[best + 1].needs + ")";
+  } else {
+    reason += now == environment_choice().index ? ": chosen by GRADPROBE_CPU_TARGET" : ": forced at run time";
+    reason += std::string(" (the best here is ") + t[best].name + ")";
+  }
+  if (environment_choice().index < 0) reason += environment_choice().note;  // an ignored request
   return reason;
 }
 
@@ -110,7 +149,7 @@ std::string cpu_target() { return targets()[current_index()].name; }
 
 std::string set_cpu_target(const std::string& name) {
   if (name == "best") {
-    g_target.store(-1, std::memory_order_relaxed);
+    g_target.store(best_index(), std::memory_order_relaxed);
     return "";
   }
   const auto& t = targets();

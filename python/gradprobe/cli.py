@@ -16,6 +16,7 @@ from .python_command import CommandError, parse_python_command
 from .rules import RuleEngine, Severity, all_rules, at_least, default, resolve
 from .show import report_unreadable, show_run
 from .stats import backends, unavailable_backends
+from .stats.backends.cpu import cpu_target
 from .store import open_run
 
 
@@ -24,6 +25,7 @@ def _cmd_backends(_: argparse.Namespace) -> int:
         print(f"{name:6s} usable")
     for name, reason in unavailable_backends().items():
         print(f"{name:6s} unavailable: {reason}")
+    print(cpu_target())
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import warnings
 
 import numpy as np
 
@@ -16,7 +17,8 @@ from .base import Finished
 def cpu_target() -> str:
     """Which SIMD target the CPU pass takes on this machine, and why (docs/cpu_dispatch.md), e.g.
     "cpu target avx2: the best of the compiled targets this CPU supports (avx512 needs AVX-512 F, BW,
-    DQ and VL)". gradprobe._core.cpu_targets() lists every compiled target and whether this CPU has it."""
+    DQ and VL)". gradprobe._core.cpu_targets() lists every compiled target and whether this CPU has it.
+    The environment variable GRADPROBE_CPU_TARGET (a target's name) sets the default target."""
     return _core.cpu_path_reason()
 
 
@@ -28,6 +30,9 @@ class CpuBackend:
 
     def __init__(self, threads: int = 0) -> None:
         self.threads = threads
+        reason = _core.cpu_path_reason()
+        if "GRADPROBE_CPU_TARGET=" in reason:  # a target asked for in the environment was not taken
+            warnings.warn(f"gradprobe: {reason}", RuntimeWarning, stacklevel=2)
         self._engine = _core.CpuEngine()
         self._post_step = _core.PostStepEngine()
         self._lock = threading.Lock()  # the engine's workspace is reused across calls
