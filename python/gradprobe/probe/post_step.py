@@ -9,7 +9,7 @@ snapshot refresh for the next step (StatsComputer.launch_post_step).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -27,11 +27,12 @@ LaunchTable = Callable[[str, Table, bool], PendingStats | None]
 
 class PostStepPass:
     def __init__(self, computer: StatsComputer, backend: str | None, put: Callable[[StatsItem], None],
-                 launch: LaunchTable) -> None:
+                 launch: LaunchTable, report_skipped: Callable[[str, Sequence[str], Mapping[int, str]], None]) -> None:
         self._computer = computer
         self._backend = backend
         self._put = put
         self._launch = launch
+        self._report_skipped = report_skipped
         self._snapshots: list[torch.Tensor] | None = None
         self._snapshot_tables: dict[Due, TensorTable] = {}
         self._params: TensorTable | None = None  # every parameter, to notice a changed layout
@@ -83,6 +84,8 @@ class PostStepPass:
             return False, False
         layout = plans.post_step_layout(weight_due, update_due)
         gathered = layout.updates.table.gather(None)
+        if gathered.skipped:
+            self._report_skipped("update", layout.updates.names, gathered.skipped)
         after = gathered.table
         before = self._snapshot_table(update_due, layout).gather(None).table
         if (len(after) != len(layout.updates.index) or len(before) != len(after)
@@ -109,6 +112,8 @@ class PostStepPass:
         outside the update set (frozen ones: unchanged by the step), then the k snapshots measured
         alone (the weights as the forward used them) before the pass refreshes them with w_after."""
         weights = layout.weight_table.gather(None)
+        if weights.skipped:
+            self._report_skipped("weight", [plans.names[i] for i in layout.weight_part], weights.skipped)
         k = len(pairs)
         in_pairs = np.zeros(len(layout.weight_part), bool)
         in_pairs[layout.ratio_positions] = True
