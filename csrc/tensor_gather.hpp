@@ -7,12 +7,19 @@
 // and non-overlapping (some permutation of a contiguous layout, so the pointer is the lowest
 // address) and inside the tensor's storage. The storage check costs two more calls, so it is done
 // only when a row's pointer or key changed since the previous call on the same output arrays.
+// Debug builds (and sanitizer builds, see CMakeLists.txt) assert natively that every row read in
+// place lies inside its storage, each call, cached verdicts included.
 #pragma once
+#if !defined(NDEBUG) && !defined(GRADPROBE_BOUNDS_CHECKS)
+#define GRADPROBE_BOUNDS_CHECKS 1
+#endif
 
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
 #include <algorithm>
+#include <stdexcept>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -158,6 +165,15 @@ inline i64 gather_tensors(py::list objects, py::object attr, py::dict codes, py:
     k(i) = static_cast<i64>(mix_key(key, ndim));
     if (p(i) == old_ptr && k(i) == old_key && old_status >= kGatherInPlace) {
       st(i) = old_status;  // same pointer, same layout: validated before
+#ifdef GRADPROBE_BOUNDS_CHECKS
+      if (st(i) == kGatherInPlace && e(i) > 0) {  // the cached verdict must still hold
+        py::object storage = call(tensor.ptr(), name_untyped_storage);
+        const i64 base = PyLong_AsLongLong(call(storage.ptr(), name_data_ptr).ptr());
+        const i64 nbytes = PyLong_AsLongLong(call(storage.ptr(), name_nbytes).ptr());
+        if (p(i) < base || p(i) + e(i) * dtype_bytes(d(i)) > base + nbytes)
+          throw std::logic_error("gather: row " + std::to_string(i) + " would read outside its storage");
+      }
+#endif
       continue;
     }
     const Extent extent = layout_extent(dims);
@@ -176,6 +192,13 @@ inline i64 gather_tensors(py::list objects, py::object attr, py::dict codes, py:
     // Torch's strides are non-negative; a negative one (never seen from torch) is refused.
     const bool inside = !extent.negative && offset >= 0 && (offset + extent.span) * item_bytes <= nbytes;
     st(i) = !inside ? kGatherOutside : (extent.dense ? kGatherInPlace : kGatherNeedsCopy);
+#ifdef GRADPROBE_BOUNDS_CHECKS
+    if (st(i) == kGatherInPlace) {  // what the kernels will read: numel elements from the pointer
+      const i64 base = PyLong_AsLongLong(call(storage.ptr(), name_data_ptr).ptr());
+      if (p(i) < base || p(i) + e(i) * item_bytes > base + nbytes)
+        throw std::logic_error("gather: row " + std::to_string(i) + " would read outside its storage");
+    }
+#endif
   }
   return missing;
 }
