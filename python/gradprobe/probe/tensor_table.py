@@ -75,7 +75,7 @@ class TensorTable:
             self._reported |= refused
         # Parameters and their gradients share one layout: compare rows seen before, learn new ones.
         seen = present & self._known
-        current = (self._keys, self._devices)
+        current: tuple[np.ndarray, np.ndarray] = (self._keys, self._devices)
         changed = not all(np.array_equal(a[seen], b[seen]) for a, b in zip(current, self._layout))
         new = present & ~self._known
         if new.any():
