@@ -1,8 +1,12 @@
 """Turns user inputs (torch tensors, NumPy, CuPy or DLPack arrays) into the raw table the kernels read.
 
 Statistics do not depend on element order, so any dense layout (contiguous, transposed,
-permuted) is read in place from its lowest address; other strided inputs are copied to a
-contiguous buffer first (documented cost), and the copy is kept alive with the call.
+permuted) is read in place from its lowest address; other strided inputs (stepped slices,
+expanded, overlapping, negative strides) are copied to a contiguous buffer first (documented
+cost), and the copy is kept alive with the call. A torch tensor whose strides reach outside its
+storage (a storage freed or shrunk under it) is refused by index. Pairs (a - b) are read in
+memory order, so they are read in place only when both sides have the same strides; otherwise
+both are copied to C order, which pairs logical elements.
 """
 
 from __future__ import annotations
