@@ -84,8 +84,10 @@ PYBIND11_MODULE(_core, m) {
       py::arg("numels"), py::arg("chunk"),
       "The work table for these element counts: (first_task, num_tasks, tasks[m, 4]).");
   m.def("gather_tensors", &gp::bind::gather_tensors, py::arg("objects"), py::arg("attr"), py::arg("codes"),
-        py::arg("ptrs"), py::arg("numels"), py::arg("dtypes"), py::arg("devices"),
-        "Fills the raw table of torch tensors (or of their attribute attr, e.g. 'grad'); returns how many were None.");
+        py::arg("ptrs"), py::arg("numels"), py::arg("dtypes"), py::arg("devices"), py::arg("keys"), py::arg("status"),
+        "Fills the raw table of torch tensors (or of their attribute attr, e.g. 'grad') with each row's layout\n"
+        "key and status (GATHER_STATUS); returns how many were None.");
+  gp::bind::register_gather_constants(m);
   m.def("has_avx512", &gp::cpu::has_avx512, "Whether this CPU has AVX-512 F/BW/DQ/VL.");
   m.def("cpu_path", &gp::cpu::cpu_target,
         "The CPU pass's SIMD target now: exact (per-element float64 reference), sse2, sse4, avx2, avx512,\n"

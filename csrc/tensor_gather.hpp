@@ -1,10 +1,27 @@
 // Reads the raw table of many torch tensors in one call, through the CPython API: no per-tensor
 // Python work on the training thread. Knows nothing of libtorch: it calls the tensors' own
-// methods (data_ptr, numel, dtype, get_device), exactly what Python code would.
+// methods (data_ptr, numel, dtype, stride, ...), exactly what Python code would.
+//
+// Each row also gets a layout key (dtype, shape, strides) and a status saying
+// whether the kernels may read `numel` elements from the pointer: only when the elements are dense
+// and non-overlapping (some permutation of a contiguous layout, so the pointer is the lowest
+// address) and inside the tensor's storage. The storage check costs two more calls, so it is done
+// only when a row's pointer or key changed since the previous call on the same output arrays.
+// Debug builds (and sanitizer builds, see CMakeLists.txt) assert natively that every row read in
+// place lies inside its storage, each call, cached verdicts included.
 #pragma once
+#if !defined(NDEBUG) && !defined(GRADPROBE_BOUNDS_CHECKS)
+#define GRADPROBE_BOUNDS_CHECKS 1
+#endif
 
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "../kernels/stats_math.hpp"
 
@@ -12,25 +29,84 @@ namespace gp::bind {
 
 namespace py = pybind11;
 
+// Row status (exported to Python by register_gather_constants).
+enum GatherStatus : int {
+  kGatherMissing = -1,     // the object (or its attribute) is None
+  kGatherInPlace = 0,      // dense, inside its storage: read numel elements from the pointer
+  kGatherNeedsCopy = 1,    // strided but not dense (slice with steps, expanded, overlapping): copy first
+  kGatherOutside = 2,      // the strides reach outside the storage: never read
+  kGatherUnsupported = 3,  // no readable strided data (sparse, meta, freed storage) or an unsupported dtype
+};
+
+// The elements the strides span (max offset + 1), and whether they are dense and non-overlapping.
+struct Extent {
+  i64 span = 0;
+  bool dense = false;
+  bool negative = false;
+};
+
+inline Extent layout_extent(const std::vector<std::pair<i64, i64>>& dims) {  // (stride, size) pairs
+  Extent e;
+  i64 numel = 1;
+  for (auto [stride, size] : dims) numel *= size;
+  if (numel == 0) {
+    e.dense = true;
+    return e;
+  }
+  std::vector<std::pair<i64, i64>> sorted;
+  for (auto [stride, size] : dims) {
+    if (stride < 0) e.negative = true;
+    if (size != 1) sorted.emplace_back(stride, size);
+    if (size > 1) e.span += (stride < 0 ? -stride : stride) * (size - 1);
+  }
+  e.span += 1;
+  std::sort(sorted.begin(), sorted.end());
+  i64 expected = 1;
+  e.dense = !e.negative;
+  for (auto [stride, size] : sorted) {
+    if (stride != expected) e.dense = false;
+    expected *= size;
+  }
+  return e;
+}
+
+inline u64 mix_key(u64 h, i64 v) {
+  h ^= static_cast<u64>(v) + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
+  return h;
+}
+
+inline int dtype_bytes(int code) { return code == kF64 ? 8 : (code == kF32 ? 4 : 2); }
+
 // For each object (or its attribute `attr`, e.g. "grad"): data pointer (0 when None), element
-// count, dtype code (from `codes`, keyed by dtype object; -1 when unsupported) and device
-// (-1 for CPU, else the CUDA index). Returns how many were None.
+// count, dtype code (from `codes`, keyed by dtype object; -1 when unsupported), device (-1 for CPU,
+// else the CUDA index), layout key (dtype, shape, strides) and status (above). Rows whose pointer and key are those already
+// in the arrays keep their status. Returns how many were None.
 inline i64 gather_tensors(py::list objects, py::object attr, py::dict codes, py::array_t<i64> ptrs,
-                          py::array_t<i64> numels, py::array_t<int> dtypes, py::array_t<int> devices) {
+                          py::array_t<i64> numels, py::array_t<int> dtypes, py::array_t<int> devices,
+                          py::array_t<i64> keys, py::array_t<int> status) {
   const py::ssize_t n = static_cast<py::ssize_t>(py::len(objects));
-  for (py::ssize_t size : {ptrs.size(), numels.size(), dtypes.size(), devices.size()})
+  for (py::ssize_t size : {ptrs.size(), numels.size(), dtypes.size(), devices.size(), keys.size(), status.size()})
     if (size != n) throw py::value_error("gather: output arrays must have one entry per object");
   auto p = ptrs.mutable_unchecked<1>();
   auto e = numels.mutable_unchecked<1>();
   auto d = dtypes.mutable_unchecked<1>();
   auto dev = devices.mutable_unchecked<1>();
+  auto k = keys.mutable_unchecked<1>();
+  auto st = status.mutable_unchecked<1>();
   // Raw C API with interned names: pybind's attr()/cast() wrappers cost more than the calls.
   static PyObject* name_data_ptr = PyUnicode_InternFromString("data_ptr");
   static PyObject* name_numel = PyUnicode_InternFromString("numel");
   static PyObject* name_dtype = PyUnicode_InternFromString("dtype");
   static PyObject* name_is_cuda = PyUnicode_InternFromString("is_cuda");
   static PyObject* name_get_device = PyUnicode_InternFromString("get_device");
+  static PyObject* name_shape = PyUnicode_InternFromString("shape");
+  static PyObject* name_stride = PyUnicode_InternFromString("stride");
+  static PyObject* name_storage_offset = PyUnicode_InternFromString("storage_offset");
+  static PyObject* name_is_sparse = PyUnicode_InternFromString("is_sparse");
+  static PyObject* name_untyped_storage = PyUnicode_InternFromString("untyped_storage");
+  static PyObject* name_nbytes = PyUnicode_InternFromString("nbytes");
   PyObject* attr_name = attr.is_none() ? nullptr : attr.ptr();
+  std::vector<std::pair<i64, i64>> dims;
   i64 missing = 0;
   for (py::ssize_t i = 0; i < n; ++i) {
     PyObject* item = PyList_GET_ITEM(objects.ptr(), i);
@@ -38,13 +114,13 @@ inline i64 gather_tensors(py::list objects, py::object attr, py::dict codes, py:
                                   : py::reinterpret_borrow<py::object>(item);
     if (!tensor) throw py::error_already_set();
     if (tensor.is_none()) {
-      p(i) = e(i) = 0;
-      d(i) = dev(i) = -1;
+      p(i) = e(i) = k(i) = 0;
+      d(i) = dev(i) = st(i) = kGatherMissing;
       ++missing;
       continue;
     }
-    auto call = [&](PyObject* name) {
-      py::object result = py::reinterpret_steal<py::object>(PyObject_CallMethodNoArgs(tensor.ptr(), name));
+    auto call = [&](PyObject* obj, PyObject* name) {
+      py::object result = py::reinterpret_steal<py::object>(PyObject_CallMethodNoArgs(obj, name));
       if (!result) throw py::error_already_set();
       return result;
     };
@@ -53,13 +129,88 @@ inline i64 gather_tensors(py::list objects, py::object attr, py::dict codes, py:
       if (!result) throw py::error_already_set();
       return result;
     };
-    p(i) = PyLong_AsLongLong(call(name_data_ptr).ptr());
-    e(i) = PyLong_AsLongLong(call(name_numel).ptr());
+    const i64 old_ptr = p(i), old_key = k(i);
+    const int old_status = st(i);
     PyObject* code = PyDict_GetItem(codes.ptr(), get(name_dtype).ptr());  // borrowed
     d(i) = code ? static_cast<int>(PyLong_AsLong(code)) : -1;
-    dev(i) = get(name_is_cuda).ptr() == Py_True ? static_cast<int>(PyLong_AsLong(call(name_get_device).ptr())) : -1;
+    dev(i) = get(name_is_cuda).ptr() == Py_True ? static_cast<int>(PyLong_AsLong(call(tensor.ptr(), name_get_device).ptr())) : -1;
+    e(i) = PyLong_AsLongLong(call(tensor.ptr(), name_numel).ptr());
+    // Sparse tensors have no strided data (their data_ptr raises, their strides are fake).
+    if (d(i) < 0 || get(name_is_sparse).ptr() == Py_True) {
+      p(i) = k(i) = 0;
+      st(i) = kGatherUnsupported;
+      continue;
+    }
+    PyObject* raw_ptr = PyObject_CallMethodNoArgs(tensor.ptr(), name_data_ptr);
+    if (!raw_ptr) {  // no storage (e.g. a tensor subclass without data): not readable
+      PyErr_Clear();
+      p(i) = k(i) = 0;
+      st(i) = kGatherUnsupported;
+      continue;
+    }
+    p(i) = PyLong_AsLongLong(raw_ptr);
+    Py_DECREF(raw_ptr);
+    py::object shape = get(name_shape);
+    py::object strides = call(tensor.ptr(), name_stride);
+    const py::ssize_t ndim = PyTuple_GET_SIZE(strides.ptr());
+    if (PyTuple_GET_SIZE(shape.ptr()) != ndim) throw py::value_error("gather: shape and strides differ in length");
+    dims.clear();
+    u64 key = mix_key(0x51ed270b27a1c3d5ULL, d(i));
+    for (py::ssize_t j = 0; j < ndim; ++j) {
+      const i64 size = PyLong_AsLongLong(PyTuple_GET_ITEM(shape.ptr(), j));
+      const i64 stride = PyLong_AsLongLong(PyTuple_GET_ITEM(strides.ptr(), j));
+      dims.emplace_back(stride, size);
+      key = mix_key(mix_key(key, size), stride);
+    }
+    k(i) = static_cast<i64>(mix_key(key, ndim));
+    if (p(i) == old_ptr && k(i) == old_key && old_status >= kGatherInPlace) {
+      st(i) = old_status;  // same pointer, same layout: validated before
+#ifdef GRADPROBE_BOUNDS_CHECKS
+      if (st(i) == kGatherInPlace && e(i) > 0) {  // the cached verdict must still hold
+        py::object storage = call(tensor.ptr(), name_untyped_storage);
+        const i64 base = PyLong_AsLongLong(call(storage.ptr(), name_data_ptr).ptr());
+        const i64 nbytes = PyLong_AsLongLong(call(storage.ptr(), name_nbytes).ptr());
+        if (p(i) < base || p(i) + e(i) * dtype_bytes(d(i)) > base + nbytes)
+          throw std::logic_error("gather: row " + std::to_string(i) + " would read outside its storage");
+      }
+#endif
+      continue;
+    }
+    const Extent extent = layout_extent(dims);
+    if (e(i) == 0) {
+      st(i) = kGatherInPlace;
+      continue;
+    }
+    if (p(i) == 0) {  // meta tensors, freed storage (FSDP's resize_(0))
+      st(i) = kGatherUnsupported;
+      continue;
+    }
+    const i64 offset = PyLong_AsLongLong(call(tensor.ptr(), name_storage_offset).ptr());
+    py::object storage = call(tensor.ptr(), name_untyped_storage);
+    const i64 nbytes = PyLong_AsLongLong(call(storage.ptr(), name_nbytes).ptr());
+    const i64 item_bytes = dtype_bytes(d(i));
+    // Torch's strides are non-negative; a negative one (never seen from torch) is refused.
+    const bool inside = !extent.negative && offset >= 0 && (offset + extent.span) * item_bytes <= nbytes;
+    st(i) = !inside ? kGatherOutside : (extent.dense ? kGatherInPlace : kGatherNeedsCopy);
+#ifdef GRADPROBE_BOUNDS_CHECKS
+    if (st(i) == kGatherInPlace) {  // what the kernels will read: numel elements from the pointer
+      const i64 base = PyLong_AsLongLong(call(storage.ptr(), name_data_ptr).ptr());
+      if (p(i) < base || p(i) + e(i) * item_bytes > base + nbytes)
+        throw std::logic_error("gather: row " + std::to_string(i) + " would read outside its storage");
+    }
+#endif
   }
   return missing;
+}
+
+inline void register_gather_constants(py::module_& m) {
+  py::dict codes;
+  codes["missing"] = static_cast<int>(kGatherMissing);
+  codes["in_place"] = static_cast<int>(kGatherInPlace);
+  codes["needs_copy"] = static_cast<int>(kGatherNeedsCopy);
+  codes["outside"] = static_cast<int>(kGatherOutside);
+  codes["unsupported"] = static_cast<int>(kGatherUnsupported);
+  m.attr("GATHER_STATUS") = codes;
 }
 
 }  // namespace gp::bind

@@ -10,6 +10,8 @@ Where each kind is taken:
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,14 +39,20 @@ class StepState:
     overhead: float = 0.0  # seconds the training thread spent in gradprobe during this step
 
 
+def warn_event(record: Mapping[str, Any]) -> None:
+    warnings.warn(f"gradprobe: {record}", RuntimeWarning, stacklevel=2)
+
+
 class TensorCapture:
-    def __init__(self, model: torch.nn.Module, config: ProbeConfig, consumer: Consumer) -> None:
+    def __init__(self, model: torch.nn.Module, config: ProbeConfig, consumer: Consumer,
+                 event: Callable[[Mapping[str, Any]], None] = warn_event) -> None:
         self.model = model
+        self._event = event
         self.config = config
         self._consumer = consumer
         self._computer = StatsComputer(config.cpu_threads)
         self.plans = CapturePlans.build(model, config.collections)
-        self.post_step = PostStepPass(self._computer, config.backend, consumer.put, self.launch)
+        self.post_step = PostStepPass(self._computer, config.backend, consumer.put, self.launch, self.report_skipped)
         self.stale = False  # a parameter or module was added, or a layout moved: rebuild before the next capture
         self._activation_histogram = any(c.histogram for c in config.collections if c.kind == "activation")
 
@@ -82,8 +90,13 @@ class TensorCapture:
     def weights_before(self, state: StepState, mode: str, step: int) -> None:
         """Weights as the step's forward used them (before the update). The fused CPU pass takes
         them from the snapshot instead, after the step, in the same read."""
+        if self.post_step.fused_cpu(self.plans, mode, step):
+            return
+        self.weights_now(state, mode, step)
+
+    def weights_now(self, state: StepState, mode: str, step: int) -> None:
         due = self.plans.weight.due(mode, step)
-        if not due or state.weights_taken or self.post_step.fused_cpu(self.plans, mode, step):
+        if not due or state.weights_taken:
             return
         names, names_arrow, rows, pending = self._launch(self.plans.weight, due, None)
         if pending is None and rows.max(initial=-1) >= 0:
@@ -96,7 +109,7 @@ class TensorCapture:
         """At probe.step(): updates, and weights when no optimizer stepped (eval) or when the fused
         CPU pass measures them from the snapshot."""
         if not state.optimizer_stepped:
-            self.weights_before(state, mode, step)  # nothing changed them this step
+            self.weights_now(state, mode, step)  # nothing changed them this step (eval, or no optimizer)
             return
         weight_due: Due = () if state.weights_taken else self.plans.weight.due(mode, step)
         weights_taken, layout_changed = self.post_step.run(self.plans, mode, step, weight_due)
@@ -134,6 +147,11 @@ class TensorCapture:
             counts = {token: (ids == token_id).sum() for token, token_id in self.config.token_ids.items()}
             self._consumer.put(InputItem(step, mode, "input_ids", counts, ids.numel()))
 
+    def report_skipped(self, kind: str, names: Sequence[str], skipped: Mapping[int, str]) -> None:
+        """Names, once each, the tensors a kind cannot measure; the rest of the kind is still measured."""
+        for row, why in skipped.items():
+            self._event({"type": "tensor_skipped", "kind": kind, "tensor": names[row], "reason": why})
+
     def _launch(self, plan: KindPlan, due: Due, attr: str | None
                 ) -> tuple[list[str], pa.Array, np.ndarray, PendingStats | None]:
         selection = plan.selection(due)
@@ -141,6 +159,8 @@ class TensorCapture:
         if gathered.layout_changed:  # a resized or moved parameter: rebuild the tables next step
             self.stale = True
         kind = "weight" if attr is None else attr
+        if gathered.skipped:
+            self.report_skipped(kind, selection.names, gathered.skipped)
         pending = self.launch(kind, gathered.table, plan.histogram(due)) if len(gathered.table) else None
         result_rows = np.full(len(selection.names), -1, np.int64)
         result_rows[gathered.rows] = np.arange(len(gathered.rows))

@@ -9,7 +9,7 @@ snapshot refresh for the next step (StatsComputer.launch_post_step).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -27,19 +27,23 @@ LaunchTable = Callable[[str, Table, bool], PendingStats | None]
 
 class PostStepPass:
     def __init__(self, computer: StatsComputer, backend: str | None, put: Callable[[StatsItem], None],
-                 launch: LaunchTable) -> None:
+                 launch: LaunchTable, report_skipped: Callable[[str, Sequence[str], Mapping[int, str]], None]) -> None:
         self._computer = computer
         self._backend = backend
         self._put = put
         self._launch = launch
+        self._report_skipped = report_skipped
         self._snapshots: list[torch.Tensor] | None = None
         self._snapshot_tables: dict[Due, TensorTable] = {}
+        self._params: TensorTable | None = None  # every parameter, to notice a changed layout
+        self._param_keys = np.zeros(0, np.int64)  # the parameters' layout keys the snapshot was made for
         self.snapshot_step = -1  # the step whose pre-update weights the snapshot holds
 
     def reset(self) -> None:
         """The model changed: the snapshot no longer matches the parameters."""
         self._snapshots = None
         self._snapshot_tables = {}
+        self._params = None
         self.snapshot_step = -1
 
     def fused_cpu(self, plans: CapturePlans, mode: str, step: int) -> bool:
@@ -52,9 +56,22 @@ class PostStepPass:
         and only if the previous step's fused CPU pass did not already leave them in the snapshot)."""
         if not plans.update.due(mode, step) or self.snapshot_step == step:
             return
-        if self._snapshots is None:
-            self._snapshots = [torch.empty_like(p, memory_format=torch.contiguous_format) for p in plans.params]
+        if self._params is None:
+            self._params = TensorTable(plans.params)
+        now = self._params.gather(None)
+        keys = np.zeros(len(plans.params), np.int64)
+        keys[now.rows] = now.keys
+        if self._snapshots is None or not np.array_equal(keys, self._param_keys):
+            # Layout-identical to each parameter (same strides) so that pairs read in memory order
+            # pair logical elements; a non-dense parameter is read through a contiguous copy, so its
+            # snapshot is contiguous.
+            in_place = np.zeros(len(plans.params), bool)
+            in_place[now.rows] = now.in_place
+            self._snapshots = [torch.empty_strided(p.shape, p.stride(), dtype=p.dtype, device=p.device)
+                               if dense else torch.empty(p.shape, dtype=p.dtype, device=p.device)
+                               for p, dense in zip(plans.params, in_place)]
             self._snapshot_tables.clear()
+            self._param_keys = keys
         with torch.no_grad():
             torch._foreach_copy_(self._snapshots, [p.detach() for p in plans.params])
         self.snapshot_step = step
@@ -66,10 +83,16 @@ class PostStepPass:
         if not update_due:
             return False, False
         layout = plans.post_step_layout(weight_due, update_due)
-        after = layout.updates.table.gather(None).table
+        gathered = layout.updates.table.gather(None)
+        if gathered.skipped:
+            self._report_skipped("update", layout.updates.names, gathered.skipped)
+        after = gathered.table
         before = self._snapshot_table(update_due, layout).gather(None).table
-        if len(after) != len(layout.updates.index) or len(before) != len(after):
-            return False, False  # a parameter vanished mid-step; the next snapshot realigns
+        if (len(after) != len(layout.updates.index) or len(before) != len(after)
+                or not np.array_equal(gathered.keys, self._param_keys[layout.updates.index])):
+            # A parameter vanished, or changed shape, strides or dtype since the snapshot (param.data
+            # replaced): pairing it with the old snapshot would read past one of them. Rebuild.
+            return False, True
         pairs = Table(after.a_ptrs, before.a_ptrs, after.numels, after.dtypes_a, before.dtypes_a,
                       after.device_codes, after.source, [], None)
         if self.fused_cpu(plans, mode, step):
@@ -89,6 +112,8 @@ class PostStepPass:
         outside the update set (frozen ones: unchanged by the step), then the k snapshots measured
         alone (the weights as the forward used them) before the pass refreshes them with w_after."""
         weights = layout.weight_table.gather(None)
+        if weights.skipped:
+            self._report_skipped("weight", [plans.names[i] for i in layout.weight_part], weights.skipped)
         k = len(pairs)
         in_pairs = np.zeros(len(layout.weight_part), bool)
         in_pairs[layout.ratio_positions] = True

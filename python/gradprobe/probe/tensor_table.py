@@ -1,14 +1,18 @@
 """A fixed list of parameters read each step into the kernels' raw table without per-tensor Python.
 
-The layout (element counts, dtypes, devices) is cached; each step the native gather reads the
-current data pointers (of the parameters or of their .grad) and the layout again, and a change
-(a resized embedding, model.half(), .to(device)) is noticed by one array comparison.
+The native gather reads each row's pointer, element count, dtype, device, a layout key (shape,
+strides) and a status: dense and inside its storage (read in place), strided but
+not dense (a slice with steps, an expanded frozen parameter: copied into a buffer kept for that
+row), outside its storage or unsupported (sparse, meta, freed storage, integer or quantized dtypes:
+skipped, and named once in `Gathered.skipped`). The storage check is native and only redone when a
+row's pointer or layout key changed. A changed key of a row seen before (a resized embedding,
+model.half(), param.data replaced) is reported as `layout_changed`, and the owner rebuilds.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -19,6 +23,11 @@ from ..stats.inputs import Table
 
 _CODES = {torch.float32: DTYPE_CODES["float32"], torch.float16: DTYPE_CODES["float16"],
           torch.bfloat16: DTYPE_CODES["bfloat16"], torch.float64: DTYPE_CODES["float64"]}
+STATUS = _core.GATHER_STATUS
+IN_PLACE, NEEDS_COPY = STATUS["in_place"], STATUS["needs_copy"]
+_REASONS = {STATUS["outside"]: "its strides reach outside its storage",
+            STATUS["unsupported"]: "it has no readable dense data (sparse, meta, freed storage) or an "
+                                   "unsupported dtype (float16, bfloat16, float32, float64 are measured)"}
 
 
 @dataclass
@@ -27,35 +36,46 @@ class Gathered:
 
     table: Table
     rows: np.ndarray  # indices (into the parameter list) of the rows in `table`
-    present: np.ndarray  # per parameter: whether it had a tensor this step
+    present: np.ndarray  # per parameter: whether it had a readable tensor this step
     layout_changed: bool
+    in_place: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # per row of `table`: read in place
+    skipped: dict[int, str] = field(default_factory=dict)  # parameter index -> why, the first time only
+    keys: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # per row of `table`: layout key
 
 
 class TensorTable:
-    def __init__(self, params: Sequence[torch.nn.Parameter]) -> None:
+    def __init__(self, params: Sequence[torch.Tensor]) -> None:
         self.params = list(params)
         n = len(self.params)
         self._ptrs = np.zeros(n, np.int64)
         self._numels = np.zeros(n, np.int64)
         self._dtypes = np.zeros(n, np.int32)
         self._devices = np.zeros(n, np.int32)
-        self._layout: tuple[np.ndarray, np.ndarray, np.ndarray] = (
-            np.zeros(n, np.int64), np.zeros(n, np.int32), np.zeros(n, np.int32))
+        self._keys = np.zeros(n, np.int64)
+        self._status = np.zeros(n, np.int32)
+        self._layout: tuple[np.ndarray, np.ndarray] = (np.zeros(n, np.int64), np.zeros(n, np.int32))
         self._known = np.zeros(n, bool)  # rows whose layout has been seen (a gradient may appear late)
+        self._reported = np.zeros(n, bool)  # rows already named as skipped
+        self._copies: dict[int, torch.Tensor] = {}  # row -> contiguous buffer for a non-dense tensor
 
     def __len__(self) -> int:
         return len(self.params)
 
     def gather(self, attr: str | None) -> Gathered:
         """Reads the parameters (attr=None) or their gradients (attr='grad')."""
-        _core.gather_tensors(self.params, attr, _CODES, self._ptrs, self._numels, self._dtypes, self._devices)
-        present = self._ptrs != 0
-        present |= (self._numels == 0) & (self._dtypes >= 0)  # empty tensors may have a null pointer
-        unsupported = present & (self._dtypes < 0)
-        present &= ~unsupported  # integer or other dtypes are not measured
+        _core.gather_tensors(self.params, attr, _CODES, self._ptrs, self._numels, self._dtypes, self._devices,
+                             self._keys, self._status)
+        status = self._status
+        present = (status == IN_PLACE) | (status == NEEDS_COPY)
+        refused = status > NEEDS_COPY
+        skipped: dict[int, str] = {}
+        if refused.any():
+            for i in np.flatnonzero(refused & ~self._reported):
+                skipped[int(i)] = _REASONS[int(status[i])]
+            self._reported |= refused
         # Parameters and their gradients share one layout: compare rows seen before, learn new ones.
         seen = present & self._known
-        current: tuple[np.ndarray, np.ndarray, np.ndarray] = (self._numels, self._dtypes, self._devices)
+        current: tuple[np.ndarray, np.ndarray] = (self._keys, self._devices)
         changed = not all(np.array_equal(a[seen], b[seen]) for a, b in zip(current, self._layout))
         new = present & ~self._known
         if new.any():
@@ -63,7 +83,25 @@ class TensorTable:
                 cached[new] = now[new]
             self._known |= new
         rows = np.flatnonzero(present)
+        ptrs = self._ptrs[rows]
+        objs: list[torch.Tensor | None] = []
+        copy_rows = np.flatnonzero(status[rows] == NEEDS_COPY)
+        if copy_rows.size:  # rare (non-dense parameters): read through a contiguous copy of each
+            objs = [None] * rows.size
+            for j in copy_rows:
+                copy = objs[j] = self._copy(int(rows[j]), attr)
+                ptrs[j] = copy.data_ptr()
         dtypes = self._dtypes[rows]
-        table = Table(self._ptrs[rows], np.zeros(rows.size, np.int64), self._numels[rows], dtypes, dtypes,
-                      self._devices[rows], "torch", [], None)
-        return Gathered(table, rows, present, changed)
+        table = Table(ptrs, np.zeros(rows.size, np.int64), self._numels[rows], dtypes, dtypes,
+                      self._devices[rows], "torch", objs, None)
+        return Gathered(table, rows, present, changed, status[rows] == IN_PLACE, skipped, self._keys[rows])
+
+    def _copy(self, row: int, attr: str | None) -> torch.Tensor:
+        tensor = self.params[row] if attr is None else getattr(self.params[row], attr)
+        buffer = self._copies.get(row)
+        if buffer is None or buffer.shape != tensor.shape or buffer.dtype != tensor.dtype \
+                or buffer.device != tensor.device:
+            buffer = self._copies[row] = torch.empty(tensor.shape, dtype=tensor.dtype, device=tensor.device)
+        with torch.no_grad():
+            buffer.copy_(tensor.detach())
+        return buffer

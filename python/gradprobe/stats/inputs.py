@@ -1,8 +1,12 @@
 """Turns user inputs (torch tensors, NumPy, CuPy or DLPack arrays) into the raw table the kernels read.
 
 Statistics do not depend on element order, so any dense layout (contiguous, transposed,
-permuted) is read in place from its lowest address; other strided inputs are copied to a
-contiguous buffer first (documented cost), and the copy is kept alive with the call.
+permuted) is read in place from its lowest address; other strided inputs (stepped slices,
+expanded, overlapping, negative strides) are copied to a contiguous buffer first (documented
+cost), and the copy is kept alive with the call. A torch tensor whose strides reach outside its
+storage (a storage freed or shrunk under it) is refused by index. Pairs (a - b) are read in
+memory order, so they are read in place only when both sides have the same strides; otherwise
+both are copied to C order, which pairs logical elements.
 """
 
 from __future__ import annotations
@@ -115,6 +119,22 @@ def _dense_in_place(shape: Sequence[int], strides: Sequence[int]) -> bool:
     return True
 
 
+def _inside_storage(t: Any) -> bool:
+    """Whether every element the strides reach lies inside the tensor's storage (a storage shrunk
+    by resize_ or freed, as FSDP does, leaves tensors that point past it)."""
+    if t.data_ptr() == 0:
+        return False
+    span = 1 + sum(st * (size - 1) for st, size in zip(t.stride(), t.shape))
+    return bool(t.storage_offset() + span <= t.untyped_storage().nbytes() // t.element_size())
+
+
+def _check_inside_storage(i: int, t: Any) -> None:
+    if not _inside_storage(t):
+        raise InputError(f"tensor {i}: its elements lie outside its storage ({t.untyped_storage().nbytes()} bytes "
+                         f"for shape {tuple(t.shape)}, strides {t.stride()}, offset {t.storage_offset()}); "
+                         "was its storage freed or resized?")
+
+
 def _describe_torch(i: int, t: Any) -> Described:
     torch = _torch()
     if t.layout != torch.strided:
@@ -131,8 +151,10 @@ def _describe_torch(i: int, t: Any) -> Described:
     else:
         raise InputError(f"tensor {i}: device {t.device} is not supported (cpu and cuda are)")
     t = t.detach()
-    if t.numel() > 0 and not t.is_contiguous() and not _dense_in_place(t.shape, t.stride()):
-        t = t.contiguous()
+    if t.numel() > 0:
+        _check_inside_storage(i, t)
+        if not t.is_contiguous() and not _dense_in_place(t.shape, t.stride()):
+            t = t.contiguous()
     return Described(t.data_ptr(), t.numel(), DTYPE_CODES[name], device, t, "torch")
 
 
@@ -211,11 +233,14 @@ def _fast_torch_table(a: Sequence[Any]) -> Table | None:
         code = codes.get(t.dtype)
         if code is None or not t.is_contiguous():
             return None
+        numel = t.numel()
+        if numel and t.untyped_storage().nbytes() < (t.storage_offset() + numel) * t.element_size():
+            return None  # the full checks name it
         if t.is_cuda:
             devices[i] = t.get_device()
         elif not t.is_cpu:
             return None
-        ptrs[i], numels[i], dtypes[i] = t.data_ptr(), t.numel(), code
+        ptrs[i], numels[i], dtypes[i] = t.data_ptr(), numel, code
     dtype_array = np.asarray(dtypes, np.int32)
     return Table(np.asarray(ptrs, np.int64), np.zeros(n, np.int64), np.asarray(numels, np.int64), dtype_array,
                  dtype_array, np.asarray(devices, np.int32), "torch", list(a), None)
@@ -251,6 +276,11 @@ def build_table(a: Sequence[Any], b: Sequence[Any] | None = None) -> Table:
         a_objs.append(da.keepalive)
         if b is not None:
             db = describe_one(i, b[i])
+            if not _same_memory_order(da.keepalive, db.keepalive):
+                # Pairs are read in memory order: both sides in one order (C) pair logical elements.
+                da, db = describe_one(i, _contiguous(da.keepalive)), describe_one(i, _contiguous(db.keepalive))
+                a_ptrs[i] = da.ptr
+                a_objs[-1] = da.keepalive
             if db.numel != da.numel or tuple(getattr(a[i], "shape", ())) != tuple(getattr(b[i], "shape", ())):
                 raise InputError(
                     f"tensor {i}: shapes differ in diff_stats ({tuple(a[i].shape)} vs {tuple(b[i].shape)})")
@@ -263,6 +293,33 @@ def build_table(a: Sequence[Any], b: Sequence[Any] | None = None) -> Table:
         sources.add(da.kind)
     source = sources.pop() if len(sources) == 1 else ("mixed" if sources else "torch")
     return Table(a_ptrs, b_ptrs, numels, dtypes_a, dtypes_b, devices, source, a_objs, b_objs)
+
+
+def _element_strides(x: Any) -> tuple[int, ...] | None:
+    """Strides in elements, ignoring size-1 dimensions (their stride is arbitrary); None if unknown."""
+    torch = _torch()
+    if torch is not None and isinstance(x, torch.Tensor):
+        strides = x.stride()
+    elif hasattr(x, "strides") and hasattr(x, "itemsize"):
+        strides = tuple(st // x.itemsize for st in x.strides)
+    else:
+        return None
+    return tuple(st for st, size in zip(strides, x.shape) if size != 1)
+
+
+def _same_memory_order(a: Any, b: Any) -> bool:
+    """Whether a[j] and b[j] sit at the same offset for every logical j (both are dense already)."""
+    sa, sb = _element_strides(a), _element_strides(b)
+    return sa is not None and sa == sb
+
+
+def _contiguous(x: Any) -> Any:
+    torch = _torch()
+    if torch is not None and isinstance(x, torch.Tensor):
+        return x.contiguous()
+    if isinstance(x, np.ndarray):
+        return np.ascontiguousarray(x)
+    return x.copy(order="C")  # cupy
 
 
 def device_name(device: Device) -> str:
