@@ -36,6 +36,7 @@ class RunSession:
         # Before the writer exists: its own parts must not count.
         self.first_steps = dict.fromkeys(MODES, 0) if self._fresh else next_steps(out_dir)
         self.writer = RunWriter(out_dir, self.rank, store)
+        self._restore_on_abandon: dict[str, Any] = {}  # meta.json fields an abandoned append puts back
 
     def write_meta(self, model: torch.nn.Module, groups: ParameterGroups, config: Mapping[str, Any]) -> None:
         if self.rank != 0:
@@ -45,9 +46,11 @@ class RunSession:
         session = {"start_time": meta["start_time"], "first_step": dict(self.first_steps), "config": meta["config"]}
         if not self._fresh and meta_path.exists():  # appending: keep the first session's start
             try:
-                sessions = list(json.loads(meta_path.read_text()).get("sessions") or [])
+                previous = json.loads(meta_path.read_text())
+                sessions = list(previous.get("sessions") or [])
             except (OSError, ValueError, AttributeError):
-                sessions = []
+                previous, sessions = {}, []
+            self._restore_on_abandon = {key: previous.get(key) for key in ("status", "config", "sessions")}
             update_meta(self.out_dir, status="running", config=meta["config"], sessions=[*sessions, session])
         else:
             write_json_atomic(meta_path, {**meta, "sessions": [session]})
@@ -88,6 +91,8 @@ class RunSession:
                 pass
         else:
             self.event({"type": "start_failed", "error": repr(error)})
+            if self._restore_on_abandon and self.rank == 0:
+                update_meta(self.out_dir, **self._restore_on_abandon)
 
 
 def next_steps(run_dir: Path) -> dict[str, int]:
