@@ -82,3 +82,36 @@ def test_probe_close_waits_at_most_its_timeout_for_a_dead_server_and_says_so(tmp
     (dropped,) = run.events("action_dropped")
     assert dropped["code"] == "GP100" and dropped["step"] == 1 and "0.3 s" in dropped["reason"]
     assert run.meta["config"]["close_timeout_seconds"] == 0.3
+
+
+class SlowObserver:
+    """An observer (e.g. a slow rule) that holds the consumer thread until released."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.started = threading.Event()
+
+    def on_scalars(self, record) -> None:
+        self.started.set()
+        self.release.wait(60)
+
+
+def test_close_stops_waiting_for_a_stuck_consumer_and_counts_what_it_left(tmp_path):
+    model = TinyMLP()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    observer = SlowObserver()
+    probe = gradprobe.Probe(model, optimizer, out_dir=tmp_path / "run", rules=[], observers=[observer],
+                            config={"close_timeout_seconds": 0.3})
+    for step in range(4):
+        x, y = batch(step)
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        probe.step()
+    assert observer.started.wait(10)
+    probe.close()
+    observer.release.set()
+    run = gradprobe.open_run(tmp_path / "run")
+    (left,) = run.events("unprocessed")
+    assert left["items"]["scalars"] >= 3  # steps 1-3 were still queued behind step 0
+    assert run.meta["truncated"] is True and run.status == "completed"
