@@ -28,7 +28,8 @@ def check_fields(instance: Any, where: str = "", minimums: Mapping[str, float] |
         value = getattr(instance, f.name)
         expected = hints[f.name]
         if not _matches(value, expected):
-            raise ConfigError(f"{prefix}{f.name}: {value!r} is a {type(value).__name__}, expected {_describe(expected)}")
+            raise ConfigError(f"{prefix}{f.name}: {value!r} is a {type(value).__name__}, "
+                              f"expected {_describe(expected)}")
         low = (minimums or {}).get(f.name)
         if low is not None and value is not None and not value >= low:
             raise ConfigError(f"{prefix}{f.name}: {value!r} is out of range, expected a value >= {low}")
