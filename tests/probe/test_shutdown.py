@@ -115,3 +115,32 @@ def test_close_stops_waiting_for_a_stuck_consumer_and_counts_what_it_left(tmp_pa
     (left,) = run.events("unprocessed")
     assert left["items"]["scalars"] >= 3  # steps 1-3 were still queued behind step 0
     assert run.meta["truncated"] is True and run.status == "completed"
+
+
+def test_close_stops_waiting_for_a_stuck_disk_and_marks_the_run_truncated(tmp_path, monkeypatch):
+    from gradprobe.store.ownership import live_writers
+    from gradprobe.store.writer import RunWriter
+
+    disk = threading.Event()
+    original = RunWriter._write_part
+
+    def stuck_write(self, name):
+        disk.wait(60)
+        original(self, name)
+
+    monkeypatch.setattr(RunWriter, "_write_part", stuck_write)
+    model = TinyMLP()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    probe = gradprobe.Probe(model, optimizer, out_dir=tmp_path / "run", rules=[],
+                            config={"close_timeout_seconds": 0.3})
+    x, y = batch(0)
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    optimizer.step()
+    probe.step()
+    probe.close()
+    assert live_writers(tmp_path / "run") == 0  # the lock is released although the thread is stuck
+    meta = gradprobe.open_run(tmp_path / "run").meta
+    disk.set()
+    run = gradprobe.open_run(tmp_path / "run")
+    assert [e["timeout_seconds"] for e in run.events("writer_timeout")] == [0.3]
+    assert meta["truncated"] is True and meta["status"] == "completed"
