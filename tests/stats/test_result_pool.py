@@ -33,3 +33,11 @@ def test_the_pool_reuses_one_buffer_pair_per_shape():
     for _ in range(5):
         computer.launch([torch.randn(10), torch.randn(3)], None, histogram=True, backend="cpu").result()
     assert [len(free) for free in pool._free.values()] == [1]
+
+
+def test_one_row_results_are_copies_too():
+    """A one-row column slice is contiguous: it must still be copied out of the reused buffer."""
+    computer = StatsComputer()
+    first = computer.launch([torch.ones(1)], None, histogram=True, backend="cpu").result()
+    computer.launch([torch.full((1,), 4.0)], None, histogram=True, backend="cpu").result()
+    assert first.l2[0] == 1.0 and first.max[0] == 1.0
