@@ -25,6 +25,10 @@ from .ownership import WriterLock, is_gradprobe_run, mark_as_gradprobe_run, remo
 from .schema import EVENTS_FILE, META_FILE, PART_GLOB, SCHEMAS, TABLES, part_metadata
 
 
+# Pending batches of one table merged into one when this many are waiting (see RunWriter._compact).
+COMPACT_BATCHES = 64
+
+
 class RunDirectoryError(RuntimeError):
     """The run directory cannot be used (exists with another run, unwritable, ...)."""
 
@@ -169,6 +173,8 @@ class RunWriter:
             self._pending[name].append(payload)
             self._pending_rows[name] += payload.num_rows
             self._bound_memory(name)
+            if len(self._pending[name]) >= COMPACT_BATCHES:
+                self._compact(name)
         due = time.monotonic() - self._last_flush >= self.config.flush_seconds
         if due or any(rows >= self.config.flush_rows for rows in self._pending_rows.values()):
             self._flush_all()
@@ -202,6 +208,12 @@ class RunWriter:
         self.rows_written[name] += table.num_rows
         self._pending[name].clear()
         self._pending_rows[name] = 0
+
+    def _compact(self, name: str) -> None:
+        """Many small batches into one: each batch carries its own buffers and metadata, so a part's
+        worth of one-step batches held for flush_seconds costs several times its rows' size."""
+        table = pa.Table.from_batches(self._pending[name], schema=SCHEMAS[name]).combine_chunks()
+        self._pending[name] = table.to_batches()
 
     def _bound_memory(self, name: str) -> None:
         while self._pending_rows[name] > self.config.max_pending_rows and len(self._pending[name]) > 1:
