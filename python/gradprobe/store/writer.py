@@ -24,7 +24,6 @@ from .config import StoreConfig
 from .ownership import WriterLock, is_gradprobe_run, mark_as_gradprobe_run, remove_gradprobe_entries
 from .schema import EVENTS_FILE, META_FILE, PART_GLOB, SCHEMAS, TABLES, part_metadata
 
-
 # Pending batches of one table merged into one when this many are waiting (see RunWriter._compact).
 COMPACT_BATCHES = 64
 
