@@ -23,6 +23,9 @@ class ActionRunner:
     worker thread, through a queue of at most `max_queued` findings: past that, findings are
     skipped for the queued actions and counted (`action_skipped` events, reason "queue full");
     they are in events.jsonl already.
+
+    close(timeout) waits at most `timeout` seconds for the queued actions; each one it did not run
+    (queued, or still running when the time was up) is recorded as an `action_dropped` event.
     """
 
     def __init__(self, actions: Sequence[Action], record_event: Callable[[dict[str, Any]], None],
@@ -34,7 +37,10 @@ class ActionRunner:
         self._last_run: dict[tuple[str, str], float] = {}
         self._queue: queue.Queue[tuple[Action, Finding] | None] = queue.Queue(maxsize=max_queued)
         self._thread: threading.Thread | None = None
+        self._abandoned = threading.Event()  # close() gave up waiting: run nothing more
+        self._running: tuple[Action, Finding] | None = None
         self.failures = 0
+        self.dropped = 0
 
     def submit(self, finding: Finding) -> None:
         for index, action in enumerate(self.actions):
@@ -57,13 +63,29 @@ class ActionRunner:
                 self._record_event({"type": "action_skipped", "action": action.describe(), "code": finding.code,
                                     "step": finding.step, "reason": "queue full"})
 
-    def close(self, timeout: float = 30.0) -> None:
-        if self._thread is not None:
+    def close(self, timeout: float = 5.0) -> None:
+        """Runs what is queued for at most `timeout` seconds; records each action it did not run."""
+        if self._thread is None:
+            return
+        deadline = time.monotonic() + timeout
+        try:
+            self._queue.put(None, timeout=timeout)
+        except queue.Full:
+            pass
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+        if not self._thread.is_alive():
+            return
+        self._abandoned.set()  # the worker drops what it takes from now on; we drop the rest
+        running = self._running
+        if running is not None:
+            self._dropped(*running, f"still running after close() waited {timeout:g} s")
+        while True:
             try:
-                self._queue.put(None, timeout=timeout)
-            except queue.Full:
-                return  # the worker is stuck in an action; it is a daemon thread
-            self._thread.join(timeout)
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                self._dropped(*item, f"not run: close() waited {timeout:g} s")
 
     def _ensure_thread(self) -> None:
         if self._thread is None:
@@ -75,7 +97,17 @@ class ActionRunner:
             item = self._queue.get()
             if item is None:
                 return
+            if self._abandoned.is_set():
+                self._dropped(*item, "not run: close() stopped waiting")
+                continue
+            self._running = item
             self._execute(*item)
+            self._running = None
+
+    def _dropped(self, action: Action, finding: Finding, reason: str) -> None:
+        self.dropped += 1
+        self._record_event({"type": "action_dropped", "action": action.describe(), "code": finding.code,
+                            "step": finding.step, "reason": reason})
 
     def _execute(self, action: Action, finding: Finding) -> None:
         attempts = max(1, action.retries) if not action.inline else 1
@@ -88,8 +120,8 @@ class ActionRunner:
                 return
             except Exception as error:  # a dead server or refused connection must not reach training
                 last = error
-                if attempt + 1 < attempts:
-                    time.sleep(self._backoff * 2 ** attempt)
+                if attempt + 1 < attempts and self._abandoned.wait(self._backoff * 2 ** attempt):
+                    return  # close() stopped waiting and recorded this action as dropped
         self.failures += 1
         self._record_event({"type": "action_failed", "action": action.describe(), "code": finding.code,
                             "step": finding.step, "error": type(last).__name__ + ": " + _redact(str(last))})

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..store.config import StoreConfig
+from ..store.config import MAX_SECONDS, ConfigError, StoreConfig, check_fields
 from .schedule import Schedule
 
 # What a collection measures. Tensor kinds go through the fused kernels; the others are scalars/counts.
@@ -36,6 +36,7 @@ class Collection:
     histogram: bool = True
 
     def __post_init__(self) -> None:
+        check_fields(self, f"collections.{self.name}")
         if self.kind not in KINDS:
             raise ValueError(f"collection {self.name!r}: unknown kind {self.kind!r} (known: {', '.join(KINDS)})")
         for mode in self.schedules:
@@ -113,14 +114,18 @@ class ProbeConfig:
     # once per stall, then drops items (released unread, counted in meta.json's "dropped").
     max_queued_items: int = 1024
     max_queue_wait_seconds: float = 0.01
+    # close() waits at most this long for each of: pending actions (e-mail, webhooks), the consumer
+    # thread, the writer thread; what it could not finish is recorded in events.jsonl.
+    close_timeout_seconds: float = 5.0
 
     def __post_init__(self) -> None:
+        check_fields(self, "", {"cpu_threads": 0, "max_queued_items": 2, "max_queue_wait_seconds": 0.0,
+                                "close_timeout_seconds": 0.0},
+                     {"max_queue_wait_seconds": MAX_SECONDS, "close_timeout_seconds": MAX_SECONDS})
         if self.backend not in PROBE_BACKENDS:
             raise ValueError(f"backend {self.backend!r} cannot run the probe (choose from "
                              f"{', '.join(str(b) for b in PROBE_BACKENDS)}; 'torch', the float64 reference, "
                              "reads tensor objects one by one and serves tensor_stats() and the tests)")
-        if self.max_queued_items < 2 or self.max_queue_wait_seconds < 0:
-            raise ValueError("max_queued_items must be >= 2 and max_queue_wait_seconds >= 0")
 
     @classmethod
     def from_preset(cls, name: str) -> ProbeConfig:
@@ -130,47 +135,55 @@ class ProbeConfig:
     def from_dict(cls, data: Mapping[str, Any]) -> ProbeConfig:
         """Keys: preset, collections ({name: {kind, include, exclude, schedule | schedules, histogram,
         enabled}}), store, activation_modules, token_ids, backend, cpu_threads, max_queued_items,
-        max_queue_wait_seconds."""
-        known = {"preset", "collections", "store", "activation_modules", "token_ids", "backend", "cpu_threads",
-                 "max_queued_items", "max_queue_wait_seconds"}
+        max_queue_wait_seconds, close_timeout_seconds. Values are checked, never coerced."""
+        scalars = {"backend", "cpu_threads", "max_queued_items", "max_queue_wait_seconds", "close_timeout_seconds"}
+        known = {"preset", "collections", "store", "activation_modules", "token_ids"} | scalars
         _reject_unknown(data, known, "config")
         preset = data.get("preset", "default")
+        if not isinstance(preset, str):
+            raise ConfigError(f"preset: {preset!r} is a {type(preset).__name__}, expected a str")
         collections = {c.name: c for c in builtin_collections(preset)}
-        for name, spec in (data.get("collections") or {}).items():
-            spec = dict(spec or {})
+        specs = _mapping(data.get("collections") or {}, "collections")
+        for name, spec in specs.items():
+            where = f"collections.{name}"
+            spec = dict(_mapping(spec or {}, where))
             _reject_unknown(spec, {"kind", "include", "exclude", "schedule", "schedules", "histogram", "enabled"},
-                            f"collections.{name}")
-            if spec.pop("enabled", True) is False:
+                            where)
+            enabled = spec.pop("enabled", True)
+            if not isinstance(enabled, bool):
+                raise ConfigError(f"{where}.enabled: {enabled!r} is a {type(enabled).__name__}, expected a bool")
+            if not enabled:
                 collections.pop(name, None)
                 continue
             base = collections.get(name)
             if base is None and "kind" not in spec:
-                raise ValueError(f"collections.{name}: a new collection needs a 'kind' ({', '.join(KINDS)})")
+                raise ConfigError(f"{where}: a new collection needs a 'kind' ({', '.join(KINDS)})")
             schedules = base.schedules if base else {"train": Schedule()}
-            if "schedule" in spec:
-                schedules = {"train": Schedule.from_value(spec.pop("schedule"))}
-            if "schedules" in spec:
-                schedules = {mode: Schedule.from_value(v) for mode, v in spec.pop("schedules").items()}
+            try:
+                if "schedule" in spec:
+                    schedules = {"train": Schedule.from_value(spec.pop("schedule"))}
+                if "schedules" in spec:
+                    schedules = {mode: Schedule.from_value(v)
+                                 for mode, v in _mapping(spec.pop("schedules"), f"{where}.schedules").items()}
+            except ValueError as error:
+                raise ConfigError(f"{where}.{error}") from None
             collections[name] = Collection(
                 name=name,
                 kind=spec.get("kind", base.kind if base else ""),
-                include=tuple(spec.get("include", base.include if base else (".*",))),
-                exclude=tuple(spec.get("exclude", base.exclude if base else ())),
+                include=_as_tuple(spec.get("include", base.include if base else (".*",)), f"{where}.include"),
+                exclude=_as_tuple(spec.get("exclude", base.exclude if base else ()), f"{where}.exclude"),
                 schedules=schedules,
-                histogram=bool(spec.get("histogram", base.histogram if base else True)),
+                histogram=spec.get("histogram", base.histogram if base else True),
             )
-        store = data.get("store") or {}
+        store = _mapping(data.get("store") or {}, "store")
         _reject_unknown(store, {f.name for f in dataclasses.fields(StoreConfig)}, "store")
         return cls(
             collections=tuple(collections.values()),
             store=StoreConfig(**store),
-            activation_modules=tuple(data.get("activation_modules", ())),
-            token_ids=dict(data.get("token_ids", {})),
-            backend=data.get("backend"),
-            cpu_threads=int(data.get("cpu_threads", 0)),
+            activation_modules=_as_tuple(data.get("activation_modules", ()), "activation_modules"),
+            token_ids=dict(_mapping(data.get("token_ids", {}), "token_ids")),
             preset=preset,
-            max_queued_items=int(data.get("max_queued_items", 1024)),
-            max_queue_wait_seconds=float(data.get("max_queue_wait_seconds", 0.01)),
+            **{key: data[key] for key in scalars if key in data},
         )
 
     @classmethod
@@ -185,11 +198,11 @@ class ProbeConfig:
         else:
             data = json.loads(text)
         if not isinstance(data, Mapping):
-            raise ValueError(f"{path}: expected a mapping at the top level")
+            raise ConfigError(f"{path}: expected a mapping at the top level")
         try:
             return cls.from_dict(data)
         except ValueError as error:
-            raise ValueError(f"{path}: {error}") from None
+            raise ConfigError(f"{path}: {error}") from None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description (written to meta.json)."""
@@ -205,6 +218,7 @@ class ProbeConfig:
             "cpu_threads": self.cpu_threads,
             "max_queued_items": self.max_queued_items,
             "max_queue_wait_seconds": self.max_queue_wait_seconds,
+            "close_timeout_seconds": self.close_timeout_seconds,
         }
 
 
@@ -221,9 +235,22 @@ def resolve_config(config: ProbeConfig | str | Path | Mapping[str, Any] | None) 
     return ProbeConfig.from_file(config)
 
 
+def _mapping(value: Any, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}: {value!r} is a {type(value).__name__}, expected a mapping")
+    return value
+
+
+def _as_tuple(value: Any, where: str) -> tuple[Any, ...]:
+    """A YAML/JSON list as a tuple; a string is refused (it would become a tuple of characters)."""
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{where}: {value!r} is a {type(value).__name__}, expected a list")
+    return tuple(value)
+
+
 def _reject_unknown(data: Mapping[str, Any], known: set[str], where: str) -> None:
     if not isinstance(data, Mapping):
-        raise ValueError(f"{where}: expected a mapping, got {type(data).__name__}")
+        raise ConfigError(f"{where}: {data!r} is a {type(data).__name__}, expected a mapping")
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ValueError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})")
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})")

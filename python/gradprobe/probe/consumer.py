@@ -106,6 +106,8 @@ class Consumer:
         self._closed = False
         self.errors = 0
         self.dropped: Counter[str] = Counter()  # items dropped because the queue was full, per kind
+        self.unprocessed: Counter[str] = Counter()  # items left when close() stopped waiting, per kind
+        self._abandoned = False
         self._thread = threading.Thread(target=self._run, name="gradprobe-consumer", daemon=True)
         self._thread.start()
 
@@ -137,14 +139,33 @@ class Consumer:
             return False
         return done.wait(timeout)
 
-    def close(self, timeout: float = 120.0) -> None:
+    def close(self, timeout: float = 5.0) -> bool:
+        """Processes what is queued for at most `timeout` seconds; the rest is released unread and
+        counted per kind in `unprocessed`. False when it had to give up."""
         if self._closed:
-            return
+            return not self.unprocessed
         drained = self.drain(timeout)
         self._closed = True
         if drained:
             self._queue.put(_STOP)
             self._thread.join(timeout)
+            return True
+        self._abandoned = True
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            self._abandon(item)
+        self._queue.put(_STOP)
+        return False
+
+    def _abandon(self, item: Any) -> None:
+        if isinstance(item, threading.Event):
+            item.set()
+        elif item is not _STOP:
+            self.unprocessed[item.kind] += 1
+            _discard(item)
 
     def _run(self) -> None:
         while True:
@@ -153,6 +174,9 @@ class Consumer:
                 return
             if isinstance(item, threading.Event):
                 item.set()
+                continue
+            if self._abandoned:
+                self._abandon(item)
                 continue
             try:
                 self._handle(item)

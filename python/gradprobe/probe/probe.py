@@ -69,7 +69,17 @@ class Probe:
         self._mode = "train"
         self._steps = dict.fromkeys(MODES, 0)
         self._state = StepState()
+        self._bad_scalars: set[str] = set()
         self._session = RunSession(self.out_dir, exist, self.config.store)
+        self._steps.update(self._session.first_steps)  # an appended run continues its step numbers
+        try:
+            self._start(model, rules, actions, observers)
+        except BaseException as error:  # a failed construction leaves nothing running and nothing locked
+            self._abandon(error)
+            raise
+
+    def _start(self, model: torch.nn.Module, rules: Iterable[Rule] | str | None, actions: Iterable[Action] | None,
+               observers: Iterable[Observer]) -> None:
         self.rank, self.world_size = self._session.rank, self._session.world_size
         self._stop = StopAgreement(self.world_size)
         self._watch = Watch(rules, actions, self._session.event, self.out_dir)
@@ -83,9 +93,24 @@ class Probe:
         self._hooks = ProbeHooks(model, self.optimizers, self.config, before_optimizer_step=self._before_optimizer_step,
                                  before_clipping=self._before_clipping, on_registration=self._capture.on_registration,
                                  on_activations=self._on_activations, on_model_inputs=self._on_model_inputs)
-        self._hooks.arm_activations(self._mode, 0)
+        self._hooks.arm_activations(self._mode, self._steps[self._mode])
         self._session.event({"type": "start", "preset": self.config.preset,
-                             "parameters": len(self._capture.plans.params)})
+                             "parameters": len(self._capture.plans.params),
+                             "first_step": dict(self._session.first_steps)})
+
+    def _abandon(self, error: BaseException) -> None:
+        self._closed = True
+        timeout = self.config.close_timeout_seconds
+        # Whatever _start created before it failed, in the order close() stops it.
+        for part, stop in (("_hooks", lambda hooks: hooks.remove()),
+                           ("_consumer", lambda consumer: consumer.close(timeout)),
+                           ("_watch", lambda watch: watch.close(timeout))):
+            if hasattr(self, part):
+                try:
+                    stop(getattr(self, part))
+                except Exception:  # the construction's own error is the one to raise
+                    pass
+        self._session.abandon(error, timeout)
 
     @property
     def mode(self) -> str:
@@ -119,7 +144,7 @@ class Probe:
             if mode == "train" and not state.grads_taken:
                 self._capture.grads(state, mode, step, require_present=True)
             self._capture.after_step(state, mode, step)
-            item = scalar_item(mode, step, loss, losses, metrics, self.optimizers, self.scaler)
+            item = scalar_item(mode, step, loss, losses, metrics, self.optimizers, self.scaler, self._bad_scalar)
             item.values["gradprobe/overhead_ms"] = (state.overhead + time.perf_counter() - started) * 1e3
             self._consumer.put(item)
         except Exception as error:  # recording must never break training
@@ -164,15 +189,24 @@ class Probe:
         self._session.writer.flush()
 
     def close(self, error: BaseException | None = None) -> None:
-        """Removes every hook, writes what is pending, and closes the run. Safe to call twice."""
+        """Removes every hook, writes what is pending, and closes the run. Safe to call twice.
+
+        Bounded: it waits at most ProbeConfig.close_timeout_seconds for each of the consumer thread,
+        the pending actions and the writer thread; what it could not finish is recorded in
+        events.jsonl (`unprocessed`, `action_dropped`, `writer_timeout`) and the run marked truncated.
+        """
         if self._closed:
             return
         self._closed = True
+        timeout = self.config.close_timeout_seconds
         self._hooks.remove()
-        self._consumer.close()
-        self._watch.close()
+        if not self._consumer.close(timeout):
+            self._session.event({"type": "unprocessed", "items": dict(self._consumer.unprocessed),
+                                 "reason": f"close() waited {timeout:g} s for the consumer thread"})
+            self._session.writer.truncated = True
+        self._watch.close(timeout)
         status = "failed" if error is not None else ("stopped" if self._should_stop else "completed")
-        self._session.close(status, self._steps, error, self._consumer.dropped)
+        self._session.close(status, self._steps, error, self._consumer.dropped, timeout)
 
     def __enter__(self) -> Probe:
         return self
@@ -213,6 +247,15 @@ class Probe:
     def _model_changed(self, groups: ParameterGroups | None) -> None:
         if groups is not None:
             self._session.model_changed(groups, self._steps[self._mode])
+
+    def _bad_scalar(self, name: str, reason: str) -> None:
+        """Once per name: the scalar is dropped on that step, the step's other scalars are kept."""
+        if name not in self._bad_scalars:
+            self._bad_scalars.add(name)
+            warnings.warn(f"gradprobe: scalar {name!r} is not recorded when {reason} (warned once; the "
+                          "step's other scalars are kept)", RuntimeWarning, stacklevel=4)
+            self._session.event({"type": "scalar_dropped", "name": name, "reason": reason,
+                                 "step": self._steps[self._mode]})
 
     def _record_failure(self, where: str, error: Exception) -> None:
         warnings.warn(f"gradprobe: {where} failed, training continues: {error!r}", RuntimeWarning, stacklevel=3)

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..store.config import check_fields
+
 
 @dataclass(frozen=True)
 class Schedule:
@@ -24,6 +26,7 @@ class Schedule:
     dense_every: int = 1
 
     def __post_init__(self) -> None:
+        check_fields(self, "schedule")
         if self.every < 0 or self.dense_every < 1 or self.dense_until < 0:
             raise ValueError(f"invalid schedule {self}: every >= 0, dense_every >= 1, dense_until >= 0")
         for start, stop in self.ranges:
@@ -53,7 +56,7 @@ class Schedule:
         if isinstance(value, int):
             return cls(every=value)
         if isinstance(value, (list, tuple)):
-            return cls(every=0, steps=tuple(int(s) for s in value))
+            return cls(every=0, steps=tuple(value))
         if isinstance(value, Mapping):
             known = {"every", "offset", "steps", "ranges", "dense_until", "dense_every"}
             unknown = set(value) - known
@@ -61,8 +64,14 @@ class Schedule:
                 raise ValueError(f"schedule: unknown key {sorted(unknown)[0]!r} (known: {', '.join(sorted(known))})")
             kwargs = dict(value)
             if "steps" in kwargs:
-                kwargs["steps"] = tuple(int(s) for s in kwargs["steps"])
+                kwargs["steps"] = _as_tuple(kwargs["steps"], "steps")
             if "ranges" in kwargs:
-                kwargs["ranges"] = tuple((int(a), int(b)) for a, b in kwargs["ranges"])
+                kwargs["ranges"] = tuple(_as_tuple(pair, "ranges") for pair in _as_tuple(kwargs["ranges"], "ranges"))
             return cls(**kwargs)
         raise ValueError(f"schedule: expected an int, a list of steps or a mapping, got {type(value).__name__}")
+
+
+def _as_tuple(value: Any, key: str) -> tuple[Any, ...]:
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"schedule.{key}: {value!r} is a {type(value).__name__}, expected a list")
+    return tuple(value)

@@ -47,8 +47,9 @@ class Watch:
         if self.engine is not None:
             self.engine.mark_step(step, mode)
 
-    def close(self) -> None:
+    def close(self, timeout: float) -> None:
+        """Stops the engine and waits at most `timeout` seconds for pending actions (see ActionRunner.close)."""
         if self.engine is not None:
             self.engine.close()
         if self._actions is not None:
-            self._actions.close()
+            self._actions.close(timeout)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -21,13 +23,42 @@ from .result import Stats
 _PREFERENCE = {"cpu": ("cpu", "torch"), "cuda": ("cuda", "cupy", "torch")}
 
 
+class ScratchPool:
+    """Reused read buffers for results (the native (rows, FIELDS) table and the histogram counts).
+
+    Stats.from_table copies what it keeps, so a buffer goes back to the pool as soon as the result
+    is built: a probe reading the same tables every step allocates no new read buffers. Thread-safe
+    (concurrent result() calls each take their own buffers)."""
+
+    def __init__(self) -> None:
+        self._free: dict[tuple[int, bool], list[tuple[np.ndarray, np.ndarray | None]]] = {}
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def buffers(self, rows: int, histogram: bool) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+        key = (rows, histogram)
+        with self._lock:
+            free = self._free.get(key)
+            pair = free.pop() if free else None
+        if pair is None:
+            pair = (np.empty((rows, len(FIELDS)), np.float64),
+                    np.empty((rows, HIST_BINS), np.uint64) if histogram else None)
+        try:
+            yield pair
+        finally:
+            with self._lock:
+                self._free.setdefault(key, []).append(pair)
+
+
 class PendingStats:
     """Statistics being computed. `done()` never blocks; `result()` waits and returns Stats."""
 
-    def __init__(self, n: int, launches: list[tuple[np.ndarray, Launch]], histogram: bool) -> None:
+    def __init__(self, n: int, launches: list[tuple[np.ndarray, Launch]], histogram: bool,
+                 pool: ScratchPool | None = None) -> None:
         self._n = n  # output rows
         self._launches = launches
         self._histogram = histogram
+        self._pool = pool or ScratchPool()
         self._result: Stats | None = None
         self.discarded = False
 
@@ -45,21 +76,23 @@ class PendingStats:
         if self.discarded:
             raise RuntimeError("these statistics were discarded unread")
         if self._result is None:
-            out = np.empty((self._n, len(FIELDS)), np.float64)
-            hist = np.zeros((self._n, HIST_BINS), np.uint64) if self._histogram else None
-            for rows, launch in self._launches:
-                if len(self._launches) == 1 and np.array_equal(rows, np.arange(self._n)):
-                    launch.read(out, hist)
-                else:
-                    part = np.empty((len(rows), len(FIELDS)), np.float64)
-                    launch.read(part, None if hist is None else (part_hist := np.zeros((len(rows), HIST_BINS),
-                                                                                       np.uint64)))
-                    out[rows] = part
-                    if hist is not None:
-                        hist[rows] = part_hist
-                launch.release()
-            self._launches = []
-            self._result = Stats.from_table(out, hist)
+            with self._pool.buffers(self._n, self._histogram) as (out, hist):
+                if hist is not None:
+                    hist.fill(0)  # rows of a launch without histograms stay zero
+                for rows, launch in self._launches:
+                    if len(self._launches) == 1 and len(rows) == self._n:  # rows are arange(n) then
+                        launch.read(out, hist)
+                    else:
+                        with self._pool.buffers(len(rows), hist is not None) as (part, part_hist):
+                            if part_hist is not None:
+                                part_hist.fill(0)
+                            launch.read(part, part_hist)
+                            out[rows] = part
+                            if hist is not None:
+                                hist[rows] = part_hist
+                    launch.release()
+                self._launches = []
+                self._result = Stats.from_table(out, hist)
         return self._result
 
 
@@ -70,6 +103,7 @@ class StatsComputer:
         self._cpu_threads = cpu_threads
         self._instances: dict[str, Backend] = {}
         self._unavailable: dict[str, str] = {}
+        self._pool = ScratchPool()  # read buffers shared by every result of this computer
 
     def backend(self, name: str) -> Backend:
         """The named backend; RuntimeError saying why when it cannot run here."""
@@ -144,7 +178,7 @@ class StatsComputer:
             chosen = self._pick(device, backend, int(rows[0]))
             part = table if len(rows) == n else table.subset(rows)
             launches.append((rows, chosen.launch(part, device, histogram)))
-        return PendingStats(n, launches, histogram)
+        return PendingStats(n, launches, histogram, self._pool)
 
     def launch_post_step(self, table: PostStepTable, *, histogram: bool, backend: str | None = None) -> PendingStats:
         """The fused CPU post-step operation (see stats.post_step); rows as PostStepTable documents."""
@@ -153,4 +187,4 @@ class StatsComputer:
         cpu = self.backend("cpu")
         assert isinstance(cpu, CpuBackend)
         rows = table.output_rows
-        return PendingStats(rows, [(np.arange(rows), cpu.launch_post_step(table, histogram))], histogram)
+        return PendingStats(rows, [(np.arange(rows), cpu.launch_post_step(table, histogram))], histogram, self._pool)

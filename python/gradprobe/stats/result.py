@@ -43,12 +43,14 @@ class Stats:
 
     @classmethod
     def from_table(cls, table: np.ndarray, hist: np.ndarray | None) -> Stats:
-        """Builds from the native layout: (n, len(FIELDS)) float64 and (n, HIST_BINS) counts."""
+        """Builds from the native layout: (n, len(FIELDS)) float64 and (n, HIST_BINS) counts.
+
+        Every column is a copy (the caller may reuse `table` and `hist`, see stats.computer.ScratchPool)."""
         columns = {
-            name: (table[:, i].astype(np.int64) if name in COUNT_FIELDS else np.ascontiguousarray(table[:, i]))
+            name: (table[:, i].astype(np.int64) if name in COUNT_FIELDS else table[:, i].copy())
             for i, name in enumerate(FIELDS)
         }
-        return cls(**columns, hist=None if hist is None else hist.astype(np.int64, copy=False))
+        return cls(**columns, hist=None if hist is None else hist.astype(np.int64, copy=True))
 
     def table(self) -> np.ndarray:
         """The (n, len(FIELDS)) float64 table, in FIELDS order."""

@@ -24,6 +24,9 @@ from .config import StoreConfig
 from .ownership import WriterLock, is_gradprobe_run, mark_as_gradprobe_run, remove_gradprobe_entries
 from .schema import EVENTS_FILE, META_FILE, PART_GLOB, SCHEMAS, TABLES, part_metadata
 
+# Pending batches of one table merged into one when this many are waiting (see RunWriter._compact).
+COMPACT_BATCHES = 64
+
 
 class RunDirectoryError(RuntimeError):
     """The run directory cannot be used (exists with another run, unwritable, ...)."""
@@ -117,42 +120,64 @@ class RunWriter:
             return
         done.wait(timeout)
 
-    def close(self, timeout: float = 60.0) -> None:
+    def close(self, timeout: float = 5.0) -> bool:
+        """Writes what is queued and stops the writer thread, waiting at most about `timeout` seconds
+        in all; False when the thread did not finish (a stuck disk: the rows still queued are lost
+        and the run is marked truncated). The writer lock is released either way."""
         if self._closed:
-            return
+            return True
+        deadline = time.monotonic() + timeout
         self.flush(timeout)
         self._closed = True
+        finished = False
         try:
-            self._queue.put(("__stop__", None), timeout=timeout)
-            self._thread.join(timeout)
+            self._queue.put(("__stop__", None), timeout=max(0.0, deadline - time.monotonic()))
+            self._thread.join(max(0.0, deadline - time.monotonic()))
+            finished = not self._thread.is_alive()
         except queue.Full:
             pass  # the writer thread is stuck on the disk; it is a daemon and dies with the process
         finally:
             if self._lock is not None:
                 self._lock.release()
                 self._lock = None
+        if not finished:
+            self.truncated = True
+        return finished
 
     # -- writer thread ----------------------------------------------------------------------
     def _run(self) -> None:
         while True:
             try:
-                item = self._queue.get(timeout=max(0.05, self.config.flush_seconds / 4))
-            except queue.Empty:
-                item = None
-            if item is not None:
-                name, payload = item
-                if name == "__stop__":
+                if not self._step():
                     return
-                if name == "__flush__":
+            except Exception as error:  # never let the thread die silently: the run is marked truncated
+                self._write_failed(f"writer thread: {type(error).__name__}: {error}")
+
+    def _step(self) -> bool:
+        """One turn of the writer thread; False to stop."""
+        try:
+            item = self._queue.get(timeout=max(0.05, self.config.flush_seconds / 4))
+        except queue.Empty:
+            item = None
+        if item is not None:
+            name, payload = item
+            if name == "__stop__":
+                return False
+            if name == "__flush__":
+                try:
                     self._flush_all()
+                finally:
                     payload.set()
-                    continue
-                self._pending[name].append(payload)
-                self._pending_rows[name] += payload.num_rows
-                self._bound_memory(name)
-            due = time.monotonic() - self._last_flush >= self.config.flush_seconds
-            if due or any(rows >= self.config.flush_rows for rows in self._pending_rows.values()):
-                self._flush_all()
+                return True
+            self._pending[name].append(payload)
+            self._pending_rows[name] += payload.num_rows
+            self._bound_memory(name)
+            if len(self._pending[name]) >= COMPACT_BATCHES:
+                self._compact(name)
+        due = time.monotonic() - self._last_flush >= self.config.flush_seconds
+        if due or any(rows >= self.config.flush_rows for rows in self._pending_rows.values()):
+            self._flush_all()
+        return True
 
     def _flush_all(self) -> None:
         self._last_flush = time.monotonic()
@@ -182,6 +207,12 @@ class RunWriter:
         self.rows_written[name] += table.num_rows
         self._pending[name].clear()
         self._pending_rows[name] = 0
+
+    def _compact(self, name: str) -> None:
+        """Many small batches into one: each batch carries its own buffers and metadata, so a part's
+        worth of one-step batches held for flush_seconds costs several times its rows' size."""
+        table = pa.Table.from_batches(self._pending[name], schema=SCHEMAS[name]).combine_chunks()
+        self._pending[name] = table.to_batches()
 
     def _bound_memory(self, name: str) -> None:
         while self._pending_rows[name] > self.config.max_pending_rows and len(self._pending[name]) > 1:
