@@ -87,7 +87,7 @@ class Probe:
         self._consumer = Consumer(self._session.writer.write, [*observers, *self._watch.observers],
                                   max_items=self.config.max_queued_items,
                                   max_wait_seconds=self.config.max_queue_wait_seconds)
-        self._capture = TensorCapture(model, self.config, self._consumer)
+        self._capture = TensorCapture(model, self.config, self._consumer, self._session.event)
         self._watch.give_facts(model_facts(model, self._capture.plans.groups))
         self._session.write_meta(model, self._capture.plans.groups, self.config.to_dict())
         self._hooks = ProbeHooks(model, self.optimizers, self.config, before_optimizer_step=self._before_optimizer_step,
