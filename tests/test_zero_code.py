@@ -59,7 +59,9 @@ def test_says_what_it_attached_to_in_the_terminal_and_meta(tmp_path):
     assert meta["attached"]["model"] == {"type": "Sequential", "module": "torch.nn.modules.container",
                                          "tensors": 4, "parameters": 49}
     (optimizer,) = meta["attached"]["optimizers"]
-    assert optimizer["type"] == "SGD" and optimizer["parameters"] == 49 and optimizer["lr"] == [0.1]
+    assert optimizer["type"] == "SGD" and optimizer["parameters"] == 49
+    assert [group["lr"] for group in optimizer["param_groups"]] == [0.1]
+    assert json.loads((tmp_path / "run" / "meta.json").read_text())["optimizers"][0]["type"] == "SGD"
     assert "recorded 3 optimizer steps and 0 evaluations" in done.stderr
 
 

@@ -39,6 +39,7 @@ from torch.utils.hooks import RemovableHandle
 
 from .probe import Probe, clip_hook
 from .probe.config import ProbeConfig, resolve_config
+from .probe.meta import describe_optimizer
 from .store.writer import prepare_run_dir, update_meta, write_json_atomic
 
 META_FILE = "meta.json"
@@ -49,13 +50,6 @@ HOW_TO_ATTACH = (
 
 def _count(module_or_params: Any) -> int:
     return sum(p.numel() for p in module_or_params)
-
-
-def _describe_optimizer(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    return {"type": type(optimizer).__name__, "param_groups": len(optimizer.param_groups),
-            "tensors": len(params), "parameters": _count(params),
-            "lr": [group.get("lr") for group in optimizer.param_groups]}
 
 
 # The loss functions whose scalar result is an evaluation batch's loss (nn.*Loss modules call them).
@@ -248,7 +242,7 @@ class AutoAttach:
             "mode": "zero-code (gradprobe run)",
             "model": {"type": type(model).__name__, "module": type(model).__module__,
                       "tensors": sum(1 for _ in model.parameters()), "parameters": _count(model.parameters())},
-            "optimizers": [_describe_optimizer(optimizer)],
+            "optimizers": [describe_optimizer(optimizer)],
         }
         update_meta(self.out_dir, attached=self.attached)
         _say(f"attached to model {type(model).__name__} ({_count(model.parameters()):,} parameters) and optimizer "
@@ -293,7 +287,7 @@ class AutoAttach:
             probe, self.probe = self.probe, None
             others = [o for o in self._optimizers_seen.values() if o is not probe.optimizers[0]]
             if others:
-                described = [_describe_optimizer(o) for o in others]
+                described = [describe_optimizer(o) for o in others]
                 update_meta(self.out_dir, attached={**(self.attached or {}), "not_attached_optimizers": described})
                 _say(f"other optimizers stepped but were not attached: {', '.join(d['type'] for d in described)}")
             probe.close(error)

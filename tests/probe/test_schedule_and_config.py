@@ -104,3 +104,20 @@ def test_config_file_overrides_and_disables(tmp_path):
     json_path = tmp_path / "probe.json"
     json_path.write_text(json.dumps(config.to_dict() | {"collections": {}}))
     assert ProbeConfig.from_file(json_path).preset == "default"
+
+
+def test_meta_records_the_optimizers(tmp_path):
+    import json
+
+    import torch
+
+    from gradprobe import Probe
+
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.AdamW([{"params": [model.weight], "lr": 1e-3}, {"params": [model.bias], "lr": 0.0}])
+    with Probe(model, opt, out_dir=tmp_path / "run"):
+        pass
+    (described,) = json.loads((tmp_path / "run" / "meta.json").read_text())["optimizers"]
+    assert described["type"] == "AdamW" and described["tensors"] == 2 and described["parameters"] == 8
+    assert [g["lr"] for g in described["param_groups"]] == [1e-3, 0.0]
+    assert described["param_groups"][0]["betas"] == "(0.9, 0.999)"

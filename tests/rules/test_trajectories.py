@@ -437,3 +437,14 @@ def test_masked_softmax_inputs_are_not_saturation_unless_asked():
     assert SaturatedActivation(module_types=types).on_stats(record) == []
     asked = SaturatedActivation(module_types=types, types=("Softmax",)).on_stats(record)
     assert [f.tensors for f in asked] == [("attn.softmax",)]
+
+
+def test_all_nan_gradients_are_not_called_vanished():
+    """All-NaN gradients are NonFinite's finding; their finite sums are 0 but nothing vanished."""
+    nan = float("nan")
+    rule = VanishingGradient()
+    found = []
+    for step in range(12):
+        bad = {"nans": 100, "finite": 0, "l1": 0.0, "l2": 0.0, "mean": nan, "std": nan, "min": nan, "max": nan}
+        found += rule.on_stats(stats_record(step, "grad", {"a.weight": dict(bad), "b.weight": dict(bad)}))
+    assert found == []

@@ -7,6 +7,7 @@ import platform
 import socket
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import psutil
@@ -67,8 +68,17 @@ def parameter_records(groups: ParameterGroups) -> list[dict[str, Any]]:
              "requires_grad": p.requires_grad, "aliases": names[1:]} for name, p, names in groups]
 
 
-def build_meta(model: torch.nn.Module, groups: ParameterGroups,
-               config: dict[str, Any], rank: int, world_size: int) -> dict[str, Any]:
+def describe_optimizer(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """meta.json's record of an optimizer: type, parameter counts, and each group's hyperparameters."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    groups = [{key: value if isinstance(value, (int, float, str, bool, type(None))) else repr(value)
+               for key, value in group.items() if key != "params"} for group in optimizer.param_groups]
+    return {"type": type(optimizer).__name__, "module": type(optimizer).__module__, "tensors": len(params),
+            "parameters": sum(p.numel() for p in params), "param_groups": groups}
+
+
+def build_meta(model: torch.nn.Module, groups: ParameterGroups, config: dict[str, Any], rank: int,
+               world_size: int, optimizers: Sequence[torch.optim.Optimizer] = ()) -> dict[str, Any]:
     return {
         "schema_version": SCHEMA_VERSION,
         "start_time": time.time(),
@@ -78,6 +88,7 @@ def build_meta(model: torch.nn.Module, groups: ParameterGroups,
         "world_size": world_size,
         "model": {"type": type(model).__name__, "modules": model_structure(model)},
         "parameters": parameter_records(groups),
+        "optimizers": [describe_optimizer(o) for o in optimizers],
         "aliases": {alias: name for name, _, names in groups for alias in names[1:]},
         "config": config,
         "versions": versions(),

@@ -89,7 +89,7 @@ class Probe:
                                   max_wait_seconds=self.config.max_queue_wait_seconds)
         self._capture = TensorCapture(model, self.config, self._consumer, self._session.event)
         self._watch.give_facts(model_facts(model, self._capture.plans.groups))
-        self._session.write_meta(model, self._capture.plans.groups, self.config.to_dict())
+        self._session.write_meta(model, self._capture.plans.groups, self.config.to_dict(), self.optimizers)
         self._hooks = ProbeHooks(model, self.optimizers, self.config, before_optimizer_step=self._before_optimizer_step,
                                  before_clipping=self._before_clipping, on_registration=self._capture.on_registration,
                                  on_activations=self._on_activations, on_model_inputs=self._on_model_inputs)

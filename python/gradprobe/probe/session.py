@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +38,12 @@ class RunSession:
         self.writer = RunWriter(out_dir, self.rank, store)
         self._restore_on_abandon: dict[str, Any] = {}  # meta.json fields an abandoned append puts back
 
-    def write_meta(self, model: torch.nn.Module, groups: ParameterGroups, config: Mapping[str, Any]) -> None:
+    def write_meta(self, model: torch.nn.Module, groups: ParameterGroups, config: Mapping[str, Any],
+                   optimizers: Sequence[torch.optim.Optimizer] = ()) -> None:
         if self.rank != 0:
             return
         meta_path = self.out_dir / META_FILE
-        meta = build_meta(model, groups, dict(config), self.rank, self.world_size)
+        meta = build_meta(model, groups, dict(config), self.rank, self.world_size, optimizers)
         session = {"start_time": meta["start_time"], "first_step": dict(self.first_steps), "config": meta["config"]}
         if not self._fresh and meta_path.exists():  # appending: keep the first session's start
             try:
