@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from gradprobe import Probe, open_run
@@ -79,10 +79,13 @@ def check(run, history, names):
 @given(st.integers(0, 2**16), st.sampled_from(["SGD", "Adam"]))
 def test_weights_updates_and_gradients_of_parameters_in_any_layout(tmp_path_factory, seed, optimizer):
     model = Odd(seed)
-    opt = getattr(torch.optim, optimizer)(model.parameters(), lr=0.1)
+    opt = getattr(torch.optim, optimizer)(model.parameters(), lr=0.01)
     out = tmp_path_factory.mktemp("run")
     with Probe(model, opt, out_dir=out / "run") as probe:
         history = train(model, opt, probe, 3, seed)
+    # Layouts are the subject here; a seed whose loss overflows (gradprobe's statistics then cover
+    # the finite values only, tested elsewhere) says nothing about them.
+    assume(all(torch.isfinite(g).all() for _, grads, _ in history for g in grads.values()))
     check(open_run(out / "run"), history, [n for n, _ in model.named_parameters()])
 
 
