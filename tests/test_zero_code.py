@@ -200,6 +200,18 @@ def test_evaluations_of_an_unmodified_script_are_recorded_as_eval_steps(tmp_path
         assert (train_acts.numel % 32 == 0).all()
 
 
+# An LBFGS optimizer over `model` and the closure it steps with (a script fragment).
+LBFGS_CLOSURE = """
+lbfgs = torch.optim.LBFGS(model.parameters(), lr=0.5, max_iter=5)
+x, y = torch.randn(16, 4), torch.randn(16, 1)
+def closure():
+    lbfgs.zero_grad()
+    loss = (model(x) - y).pow(2).mean()
+    loss.backward()
+    return loss
+"""
+
+
 ACCUMULATING = """
 import torch
 torch.manual_seed(0)
@@ -214,13 +226,7 @@ for step in range(3):
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     opt.step(); opt.zero_grad()
     print("LOGGED", logged)
-lbfgs = torch.optim.LBFGS(model.parameters(), lr=0.5, max_iter=5)
-x, y = torch.randn(16, 4), torch.randn(16, 1)
-def closure():
-    lbfgs.zero_grad()
-    loss = (model(x) - y).pow(2).mean()
-    loss.backward()
-    return loss
+""" + LBFGS_CLOSURE + """
 print("LBFGS", float(lbfgs.step(closure)))
 """
 
@@ -242,13 +248,7 @@ def test_a_closure_step_records_the_loss_it_starts_from(tmp_path):
 import torch
 torch.manual_seed(0)
 model = torch.nn.Linear(4, 1)
-lbfgs = torch.optim.LBFGS(model.parameters(), lr=0.5, max_iter=5)
-x, y = torch.randn(16, 4), torch.randn(16, 1)
-def closure():
-    lbfgs.zero_grad()
-    loss = (model(x) - y).pow(2).mean()
-    loss.backward()
-    return loss
+""" + LBFGS_CLOSURE + """
 for _ in range(3):
     print("LBFGS", float(lbfgs.step(closure)))
 """
