@@ -135,6 +135,22 @@ class Run:
         frame: pd.DataFrame = self.table("inputs").to_pandas()
         return frame
 
+    def system(self, metrics: Iterable[str] | None = None) -> pd.DataFrame:
+        """System samples, long form: time, node, rank, device, metric, value (sorted by time)."""
+        frame: pd.DataFrame = self.table("system").to_pandas()
+        if metrics is not None:
+            frame = frame[frame["metric"].isin(list(metrics))]
+        result: pd.DataFrame = frame.sort_values(["time", "rank"], kind="stable").reset_index(drop=True)
+        return result
+
+    def phases(self, mode: str | None = None) -> pd.DataFrame:
+        """Step phases: step, mode, node, rank, time, one column of seconds per phase."""
+        frame: pd.DataFrame = self.table("phases").to_pandas()
+        if mode is not None:
+            frame = frame[frame["mode"] == mode]
+        result: pd.DataFrame = frame.sort_values(["step", "rank"], kind="stable").reset_index(drop=True)
+        return result
+
     def steps(self, mode: str | None = "train") -> np.ndarray:
         steps = set()
         for name in ("stats", "scalars"):

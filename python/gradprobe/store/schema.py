@@ -6,6 +6,8 @@ run/
   stats/rank0/part-000001.parquet      per-step tensor statistics (long form)
   scalars/rank0/part-000001.parquet    losses, metrics, learning rates, gradprobe's own overhead
   inputs/rank0/...                     token-id counts of model inputs
+  system/rank0/...                     system samples (long form: one metric of one device a row)
+  phases/rank0/...                     per-step phase durations (data wait, forward, backward, ...)
 A part being written is named _part-*.tmp and renamed when complete, so readers never see half a part.
 """
 
@@ -18,7 +20,7 @@ import pyarrow.compute
 from ..stats import COUNT_FIELDS, FIELDS
 
 SCHEMA_VERSION = 1
-TABLES: tuple[str, ...] = ("stats", "scalars", "inputs")
+TABLES: tuple[str, ...] = ("stats", "scalars", "inputs", "system", "phases")
 META_FILE = "meta.json"
 EVENTS_FILE = "events.jsonl"
 PART_GLOB = "part-*.parquet"
@@ -40,7 +42,17 @@ SCALARS_SCHEMA = pa.schema([("step", pa.int64()), ("mode", pa.string()), ("name"
                             ("value", pa.float64()), ("time", pa.float64())])
 INPUTS_SCHEMA = pa.schema([("step", pa.int64()), ("mode", pa.string()), ("input", pa.string()),
                            ("token", pa.string()), ("count", pa.int64()), ("total", pa.int64())])
-SCHEMAS = {"stats": STATS_SCHEMA, "scalars": SCALARS_SCHEMA, "inputs": INPUTS_SCHEMA}
+# System samples: `device` is "host" (machine-wide), "process", "cpu<i>" (one core) or "gpu<i>" (NVML
+# index of a GPU this process uses); `metric` names are listed in gradprobe.profiler (units in the name).
+SYSTEM_SCHEMA = pa.schema([("time", pa.float64()), ("node", pa.string()), ("device", pa.string()),
+                           ("metric", pa.string()), ("value", pa.float64())])
+# Step phases: seconds per phase of one step (NaN where a phase was not measured); `time` is the
+# step's start (unix seconds).
+PHASE_COLUMNS: tuple[str, ...] = ("data_wait", "forward", "backward", "optimizer", "gradprobe", "total")
+PHASES_SCHEMA = pa.schema([("step", pa.int64()), ("mode", pa.string()), ("node", pa.string()),
+                           ("time", pa.float64())] + [(c, pa.float64()) for c in PHASE_COLUMNS])
+SCHEMAS = {"stats": STATS_SCHEMA, "scalars": SCALARS_SCHEMA, "inputs": INPUTS_SCHEMA,
+           "system": SYSTEM_SCHEMA, "phases": PHASES_SCHEMA}
 
 
 def part_metadata() -> dict[bytes, bytes]:
