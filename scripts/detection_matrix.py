@@ -92,8 +92,8 @@ def markdown(results: list[tuple[Verdict, float]]) -> str:
         "  after a healthy start; the delay counts from there.",
         "- The NaN-in-forward scenario poisons a block's output on step 7, when activations are not captured (the",
         "  default preset captures them every 10 steps); the Inf-from-backward scenario feeds exact zeros to sqrt from",
-        "  step 5. Naming the block there (forward or backward) is the probe-side part of issue 10 (item 3); today",
-        "  NonFinite names a gradient or update tensor instead.",
+        "  step 5. NonFinite names the block on that step, forward or backward, from the probe's NaN/Inf origin",
+        "  tracking (probe/nonfinite_origin.py: on every step; on the CPU it measures tensors only on a broken step).",
         "- fp16 underflow is emulated in fp32: the backward runs on loss x 2^-20 (a static loss scale far too small)",
         "  and LowPrecisionRange(dtype='float16') reads from the exponent histogram what float16 would flush to 0.",
         "- Other rules firing on a pathology are not errors: a 1000x learning rate also diverges, a frozen model's "

@@ -395,7 +395,6 @@ def _kit(kind: str) -> Kit:
     return {"mlp": mlp, "cnn": cnn, "bert": bert, "gpt2": gpt2, "lstm": lstm}[kind]()
 
 
-NAN_FIX = "probe-side item 3 of issue 10: the NaN origin on a step without activation capture"
 LR_JUMP = 20  # pathologies planted mid-run start at this step, after a healthy start
 
 PATHOLOGIES: list[Scenario] = [
@@ -428,9 +427,9 @@ PATHOLOGIES: list[Scenario] = [
            Expectation("LowPrecisionRange", None, 0, 0)),
     *_both("NaN in a block's forward, unscheduled step 7", lambda kind: _insert(_kit(kind), 2, PoisonedForward(
         torch.nn.Identity(), at_call=7)), Plan(steps=9), Expectation("NonFinite", "2", 7, 0),
-           needs_probe_fix=NAN_FIX),
+           ),
     *_both("Inf from a backward (sqrt at 0), step 5", lambda kind: _insert(_kit(kind), 2, SqrtAtZero(from_call=5)),
-           Plan(steps=7), Expectation("NonFinite", "2", 5, 0), needs_probe_fix=NAN_FIX),
+           Plan(steps=7), Expectation("NonFinite", "2", 5, 0)),
 ]
 
 HEALTHY: list[Scenario] = [

@@ -55,6 +55,8 @@ class TensorCapture:
         self.post_step = PostStepPass(self._computer, config.backend, consumer.put, self.launch, self.report_skipped)
         self.stale = False  # a parameter or module was added, or a layout moved: rebuild before the next capture
         self._activation_histogram = any(c.histogram for c in config.collections if c.kind == "activation")
+        # Hands over the gradients kept for the backward NaN/Inf origin (set by the probe's hooks).
+        self.backward_origin: Callable[[], tuple[list[str], list[torch.Tensor]]] = lambda: ([], [])
 
     def refresh_if_stale(self) -> ParameterGroups | None:
         """Rebuilds the plans after the model changed; returns the new parameter groups, if it did."""
@@ -70,6 +72,7 @@ class TensorCapture:
             self.stale = True
 
     def grads(self, state: StepState, mode: str, step: int, require_present: bool = False) -> None:
+        kept_labels, kept_grads = self.backward_origin()
         due = self.plans.grad.due(mode, step)
         if not due:
             return
@@ -77,8 +80,27 @@ class TensorCapture:
         if pending is None and (require_present or rows.max(initial=-1) >= 0):
             return  # no gradients at probe.step() (nothing happened this step), or the launch was dropped
         state.grads_taken = True
+        if kept_grads:
+            self._backward_origin(kept_labels, kept_grads, pending, rows, mode, step)
         self._consumer.put(StatsItem(step, mode, "grad", names, names_arrow, rows, pending,
                                      histogram=self.plans.grad.histogram(due)))
+
+    def _backward_origin(self, labels: list[str], grads: list[torch.Tensor], pending: PendingStats | None,
+                         rows: np.ndarray, mode: str, step: int) -> None:
+        """The kept gradients of parameterless modules' outputs and inputs (nonfinite_origin.py),
+        enqueued before the parameter gradients so that the rules see where the backward broke
+        first. On the CPU the parameter gradients are already measured: the kept ones are measured
+        only when those hold NaN/Inf. On a GPU they are always launched and kept only if non-finite."""
+        if pending is None:
+            return
+        if not grads[0].is_cuda:
+            if not pending.done():
+                return
+            stats = pending.result()
+            present = rows[rows >= 0]
+            if not (stats.nans[present] + stats.infs[present]).any():
+                return
+        self.activations(labels, grads, mode, step, kind="activation_grad", origin_only=grads[0].is_cuda)
 
     def before_optimizer_step(self, state: StepState, mode: str, step: int) -> None:
         """Gradients (unless clipping took them), the snapshot for updates, the weights as used."""
@@ -116,15 +138,18 @@ class TensorCapture:
         state.weights_taken |= weights_taken
         self.stale |= layout_changed  # shapes moved under us (e.g. param.data replaced): rebuild next step
 
-    def activations(self, labels: list[str], tensors: list[torch.Tensor], mode: str, step: int) -> None:
+    def activations(self, labels: list[str], tensors: list[torch.Tensor], mode: str, step: int,
+                    kind: str = "activation", origin_only: bool = False) -> None:
+        """One fused launch over tensors kept by forward (or backward) hooks. origin_only: the
+        NaN/Inf origin's measurement, kept by the consumer only when some tensor is non-finite."""
+        histogram = self._activation_histogram and not origin_only
         try:
-            pending = self._computer.launch(tensors, None, histogram=self._activation_histogram,
-                                            backend=self.config.backend)
+            pending = self._computer.launch(tensors, None, histogram=histogram, backend=self.config.backend)
         except ResultsRingFull:
-            self._consumer.dropped["activation (results ring full)"] += 1
+            self._consumer.dropped[f"{kind} (results ring full)"] += 1
             return
-        self._consumer.put(StatsItem(step, mode, "activation", labels, pa.array(labels, pa.string()),
-                                     np.arange(len(labels)), pending))
+        self._consumer.put(StatsItem(step, mode, kind, labels, pa.array(labels, pa.string()),
+                                     np.arange(len(labels)), pending, histogram=histogram, origin_only=origin_only))
 
     def launch(self, kind: str, table: Table, histogram: bool) -> PendingStats | None:
         """Launches one kind's table; None when the GPU's results ring is full (the step's

@@ -117,6 +117,9 @@ class ProbeConfig:
     # close() waits at most this long for each of: pending actions (e-mail, webhooks), the consumer
     # thread, the writer thread; what it could not finish is recorded in events.jsonl.
     close_timeout_seconds: float = 5.0
+    # Locate the first NaN/Inf on every training step (probe/nonfinite_origin.py; ~free on the CPU,
+    # one fused launch per forward on a GPU).
+    nonfinite_origin: bool = True
 
     def __post_init__(self) -> None:
         check_fields(self, "", {"cpu_threads": 0, "max_queued_items": 2, "max_queue_wait_seconds": 0.0,
@@ -135,8 +138,9 @@ class ProbeConfig:
     def from_dict(cls, data: Mapping[str, Any]) -> ProbeConfig:
         """Keys: preset, collections ({name: {kind, include, exclude, schedule | schedules, histogram,
         enabled}}), store, activation_modules, token_ids, backend, cpu_threads, max_queued_items,
-        max_queue_wait_seconds, close_timeout_seconds. Values are checked, never coerced."""
-        scalars = {"backend", "cpu_threads", "max_queued_items", "max_queue_wait_seconds", "close_timeout_seconds"}
+        max_queue_wait_seconds, close_timeout_seconds, nonfinite_origin. Values are checked, never coerced."""
+        scalars = {"backend", "cpu_threads", "max_queued_items", "max_queue_wait_seconds", "close_timeout_seconds",
+                   "nonfinite_origin"}
         known = {"preset", "collections", "store", "activation_modules", "token_ids"} | scalars
         _reject_unknown(data, known, "config")
         preset = data.get("preset", "default")
@@ -219,6 +223,7 @@ class ProbeConfig:
             "max_queued_items": self.max_queued_items,
             "max_queue_wait_seconds": self.max_queue_wait_seconds,
             "close_timeout_seconds": self.close_timeout_seconds,
+            "nonfinite_origin": self.nonfinite_origin,
         }
 
 

@@ -45,6 +45,7 @@ class StatsItem:
     pending: PendingStats | None
     ratio_rows: np.ndarray | None = None  # updates: per name the row of its weight (for |dw| / |w|)
     histogram: bool = True  # False: the launch may carry counts for other rows; store none for these
+    origin_only: bool = False  # a NaN/Inf-origin measurement: kept only when some row is non-finite
 
 
 @dataclass
@@ -193,6 +194,8 @@ class Consumer:
                 return
             result = item.pending.result() if item.pending is not None else None
             stats = expand(result, item.result_rows)
+            if item.origin_only and not (stats.nans + stats.infs).any():
+                return
             if not item.histogram:
                 stats = dataclasses.replace(stats, hist=None)
             ratio = None

@@ -1,5 +1,6 @@
 """The hooks a probe puts into torch: optimizer step-pre hooks, the clip_grad_norm_ hook, parameter
-and module registration hooks, the model-input hook and the activation forward hooks. Each one
+and module registration hooks, the model-input hook, the activation forward hooks and the NaN/Inf
+origin hooks. Each one
 calls back into the probe; `remove()` takes every one of them out again."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch
 from . import clip_hook
 from .activations import ActivationCapture, select_modules
 from .config import ProbeConfig
+from .nonfinite_origin import NonFiniteOrigin, OnTensors
 
 OptimizerHook = Callable[[torch.optim.Optimizer, Any, Any], None]
 
@@ -22,7 +24,8 @@ class ProbeHooks:
                  before_optimizer_step: OptimizerHook, before_clipping: Callable[[Any], None],
                  on_registration: Callable[[torch.nn.Module], None],
                  on_activations: Callable[[list[str], list[torch.Tensor]], None],
-                 on_model_inputs: Callable[[torch.nn.Module, Any, Any], None]) -> None:
+                 on_model_inputs: Callable[[torch.nn.Module, Any, Any], None],
+                 on_nonfinite_forward: OnTensors) -> None:
         self._activation_collections = [c for c in config.collections if c.kind == "activation"]
         self._handles: list[Any] = [opt.register_step_pre_hook(before_optimizer_step) for opt in optimizers]
         self._handles.append(clip_hook.register(before_clipping))
@@ -45,6 +48,10 @@ class ProbeHooks:
                 return any(c.selects(name) for c in self._activation_collections)
 
             self.activations = ActivationCapture(model, select_modules(model, selects, bool(patterns)), on_activations)
+        self.nonfinite_origin: NonFiniteOrigin | None = None
+        if config.nonfinite_origin:
+            self.nonfinite_origin = NonFiniteOrigin(
+                model, on_nonfinite_forward, lambda: self.activations is not None and self.activations.armed)
 
     def arm_activations(self, mode: str, step: int) -> None:
         """Forward hooks only for a step whose activations are due (they take one forward, then
@@ -61,3 +68,5 @@ class ProbeHooks:
             handle.remove()
         self._handles.clear()
         self.disarm_activations()
+        if self.nonfinite_origin is not None:
+            self.nonfinite_origin.remove()

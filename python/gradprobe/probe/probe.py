@@ -92,7 +92,10 @@ class Probe:
         self._session.write_meta(model, self._capture.plans.groups, self.config.to_dict(), self.optimizers)
         self._hooks = ProbeHooks(model, self.optimizers, self.config, before_optimizer_step=self._before_optimizer_step,
                                  before_clipping=self._before_clipping, on_registration=self._capture.on_registration,
-                                 on_activations=self._on_activations, on_model_inputs=self._on_model_inputs)
+                                 on_activations=self._on_activations, on_model_inputs=self._on_model_inputs,
+                                 on_nonfinite_forward=self._on_nonfinite_forward)
+        if self._hooks.nonfinite_origin is not None:
+            self._capture.backward_origin = self._hooks.nonfinite_origin.take_backward
         self._hooks.arm_activations(self._mode, self._steps[self._mode])
         self._session.event({"type": "start", "preset": self.config.preset,
                              "parameters": len(self._capture.plans.params),
@@ -239,6 +242,10 @@ class Probe:
     def _on_activations(self, labels: list[str], tensors: list[torch.Tensor]) -> None:
         with self._hook("activation capture"):
             self._capture.activations(labels, tensors, self._mode, self._steps[self._mode])
+
+    def _on_nonfinite_forward(self, labels: list[str], tensors: list[torch.Tensor], origin_only: bool) -> None:
+        with self._hook("NaN/Inf origin"):
+            self._capture.activations(labels, tensors, self._mode, self._steps[self._mode], origin_only=origin_only)
 
     def _on_model_inputs(self, module: torch.nn.Module, args: Any, kwargs: Any) -> None:
         with self._hook("input capture"):
