@@ -135,7 +135,9 @@ GP_HD Partial partial_from_sums(const Sums& s) {
   p.n = s.n;
   p.mean = s.n > 0 ? s.shift + s.s1 / s.n : 0.0;
   double m2 = s.n > 0 ? s.s2 - s.s1 * (s.s1 / s.n) : 0.0;
-  p.m2 = m2 > 0 ? m2 : 0.0;
+  // float64 data beyond ~1e154 overflows the sum of squares (inf - inf is NaN): report the overflow
+  // as inf, never as a variance of 0. The CPU engine then recomputes the row rescaled (stats_cpu.cpp).
+  p.m2 = m2 != m2 ? inf_value() : (m2 > 0 ? m2 : 0.0);
   p.l1 = s.l1; p.mn = s.mn; p.mx = s.mx;
   p.zeros = s.zeros; p.nans = s.nans; p.infs = s.infs;
   return p;

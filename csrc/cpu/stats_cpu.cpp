@@ -5,6 +5,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -83,6 +84,41 @@ TensorDesc first_of_pair(const TensorDesc& t, i64 flags) {
   single.b = 0;
   single.dtype_b = single.dtype_a;
   return single;
+}
+
+// float64 inputs beyond ~1e154 overflow the float64 sum of squares of the fused pass, whose l2,
+// std or mean then read inf. Such a row is recomputed here, reading the tensor once more with every
+// value scaled by a power of two (exact) so that |x| < 1: the moments are then finite, and are
+// scaled back; only a result that is itself beyond the float64 range stays inf. A rare path, so a
+// plain loop. Counts, min, max and the histogram of the fused pass are kept.
+bool overflowed(const TensorDesc& t, const double* row) {
+  const bool float64 = t.dtype_a == kF64 || (t.b && t.dtype_b == kF64);
+  return float64 && row[kFinite] > 0 &&
+         !(is_finite(row[kL2]) && is_finite(row[kStd]) && is_finite(row[kMean]));
+}
+
+void recompute_rescaled(const TensorDesc& t, double* row) {
+  const double largest = std::max(std::fabs(row[kMin]), std::fabs(row[kMax]));
+  int exponent = 0;
+  std::frexp(largest, &exponent);  // largest < 2^exponent
+  Sums s;
+  bool started = false;
+  for (i64 i = 0; i < t.numel; ++i) {
+    const double x = load_input((const void*)t.a, t.dtype_a, (const void*)t.b, t.dtype_b, i);
+    if (!is_finite(x)) continue;
+    const double scaled = std::ldexp(x, -exponent);  // exact: a power-of-two scaling
+    if (!started) {
+      sums_init(s, scaled);
+      started = true;
+    }
+    sums_add(s, scaled);
+  }
+  if (!started) return;
+  const Partial p = partial_from_sums(s);
+  // Scaled back with ldexp (2^exponent itself may be beyond float64); inf only if the true value is.
+  row[kMean] = std::ldexp(p.mean, exponent);
+  row[kStd] = std::ldexp(std::sqrt(p.m2 / p.n), exponent);
+  row[kL2] = std::ldexp(std::sqrt(p.m2 + p.n * p.mean * p.mean), exponent);
 }
 
 }  // namespace
@@ -165,6 +201,15 @@ void Engine::run(TensorDesc* tensors, i64 n, double* out, u64* hist, int threads
     if (t.num_tasks == 0) continue;
     merge_into(t, 0, ti);
     if (extra(ti).row >= 0) merge_into(t, num_tasks, extra(ti).row);
+  }
+  for (i64 ti = 0; ti < n; ++ti) {
+    const TensorDesc& t = tensors[ti];
+    const PairExtra& e = extra(ti);
+    // After a snapshot refresh (kCopyAToB) b holds a: the pair can no longer be reread.
+    if (!(e.flags & kCopyAToB) && overflowed(t, out + ti * kNumFields)) recompute_rescaled(t, out + ti * kNumFields);
+    const bool b_overwritten = (e.flags & kCopyAToB) && (e.flags & kRowOfB);
+    if (e.row >= 0 && !b_overwritten && overflowed(first_of_pair(t, e.flags), out + e.row * kNumFields))
+      recompute_rescaled(first_of_pair(t, e.flags), out + e.row * kNumFields);
   }
 }
 

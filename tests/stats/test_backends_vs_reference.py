@@ -85,6 +85,46 @@ def test_huge_values_do_not_overflow_sums():
     assert_stats_close(tensor_stats([x]), reference([x]), "huge")
 
 
+def _scaled_moments(x: torch.Tensor) -> tuple[float, float, float]:
+    """l2, std, mean of float64 data beyond 1e154, in float64 after an exact scaling by 2^-700."""
+    y = x.double() * 2.0**-700
+    return tuple(float(v) * 2.0**700 for v in (y.norm(), y.std(unbiased=False), y.mean()))
+
+
+@pytest.mark.parametrize("backend", ["cpu"])
+def test_float64_beyond_1e154_reports_true_moments_not_an_overflow(backend, rng_seed):
+    g = torch.Generator().manual_seed(rng_seed)
+    tensors = [torch.full((1000,), 1e200, dtype=torch.float64),
+               torch.randn(1000, dtype=torch.float64, generator=g) * 1e200,
+               torch.full((CPU_CHUNK + 7,), 1e154, dtype=torch.float64) + torch.randn(CPU_CHUNK + 7, dtype=torch.float64, generator=g) * 1e150,
+               torch.randn(3 * CPU_CHUNK, dtype=torch.float64, generator=g)[::2] * 1e300,  # strided, several chunks
+               torch.tensor([1e300, float("nan"), -1e300, float("inf"), 3.0], dtype=torch.float64)]
+    got = tensor_stats(tensors, backend=backend)
+    want = reference(tensors)
+    for i, x in enumerate(tensors):
+        finite = x[torch.isfinite(x)]
+        l2, std, mean = _scaled_moments(finite)
+        assert got.l2[i] == pytest.approx(l2, rel=1e-12), i
+        assert got.std[i] == pytest.approx(std, rel=1e-12, abs=1e-12 * l2 / len(finite) ** 0.5), i
+        assert got.mean[i] == pytest.approx(mean, rel=1e-12, abs=1e-12 * l2 / len(finite) ** 0.5), i
+    for name in ("numel", "finite", "nans", "infs", "zeros", "min", "max"):  # kept from the fused pass
+        np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)
+    np.testing.assert_allclose(got.l1, want.l1, rtol=1e-12)
+    np.testing.assert_array_equal(got.hist, want.hist)
+    a = torch.randn(5000, dtype=torch.float64, generator=g) * 1e250
+    b = torch.randn(5000, dtype=torch.float64, generator=g) * 1e250
+    pair = diff_stats([a], [b], backend=backend)
+    l2, std, mean = _scaled_moments(a - b)
+    assert (pair.l2[0], pair.std[0]) == (pytest.approx(l2, rel=1e-12), pytest.approx(std, rel=1e-12))
+
+
+def test_float64_moments_beyond_the_float64_range_read_inf():
+    x = torch.tensor([1.5e308, -1.5e308] * 500, dtype=torch.float64)  # true l2 ~ 4.7e309
+    got = tensor_stats([x])
+    assert got.l2[0] == float("inf")
+    assert got.std[0] == pytest.approx(1.5e308, rel=1e-12) and abs(got.mean[0]) < 1e-12 * 1.5e308
+
+
 def test_constant_and_zero_blocks():
     tensors = [torch.zeros(BLOCK * 20), torch.ones(BLOCK * 20), torch.full((BLOCK * 20,), -0.0),
                torch.full((BLOCK * 3,), 1e-40)]
