@@ -7,10 +7,10 @@ from collections.abc import Sequence
 
 import plotly.graph_objects as go
 
-from .data import OWN_SCALAR_PREFIX, RunData
+from .data import OWN_SCALAR_PREFIX, RunData, on_train_axis
 from .downsample import envelope
 from .findings import differing
-from .page import Page, Section, note, plot_text, table
+from .page import Page, Section, note, plot_text, table, text
 from .summary import final_metrics
 from .tensors import chosen_layers
 
@@ -35,7 +35,7 @@ def _labels(runs: Sequence[RunData]) -> list[str]:
 def _runs_section(runs: Sequence[RunData], names: list[str]) -> Section:
     blocks = []
     for data, name in zip(runs, names):
-        blocks += [f"<h3>{plot_text(name)}</h3>", *final_metrics(data)]
+        blocks += [f"<h3>{text(name)}</h3>", *final_metrics(data)]
     return Section("runs", "Runs", blocks)
 
 
@@ -56,8 +56,9 @@ def _scalars_section(page: Page, runs: Sequence[RunData], names: list[str]) -> S
         fig = go.Figure()
         for data, name in zip(runs, names):
             rows = data.scalars[data.scalars["name"] == scalar]
+            rows = rows.assign(x=on_train_axis(rows) if len(rows) else rows["step"])
             for mode, group in rows.groupby("mode", sort=True):
-                x, y = envelope(group["step"].to_numpy(), group["value"].to_numpy())
+                x, y = envelope(group["x"].to_numpy(), group["value"].to_numpy())
                 fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=plot_text(f"{name} {mode}")))
         fig.update_layout(title=plot_text(scalar), xaxis_title="step")
         blocks.append(page.figure(fig, height=300))

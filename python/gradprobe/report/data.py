@@ -66,6 +66,20 @@ def _base(label: str) -> str:
     return label.split(":")[0].split("#")[0]
 
 
+def on_train_axis(scalars: pd.DataFrame) -> np.ndarray:
+    """The step to plot each scalar row at: its own step for training rows; for eval and predict
+    rows (which count their own steps), the training step recorded last before them, so a
+    validation loss sits where training was when it was measured."""
+    steps = scalars["step"].to_numpy()
+    train = scalars[scalars["mode"] == "train"]
+    if not len(train):
+        return steps
+    first = train.groupby("step")["time"].min().sort_values()
+    at = np.searchsorted(first.to_numpy(), scalars["time"].to_numpy(), side="right") - 1
+    mapped = first.index.to_numpy()[np.maximum(at, 0)]
+    return np.where(scalars["mode"].to_numpy() == "train", steps, mapped)
+
+
 def open_runs(runs: str | Path | Run | list[str | Path | Run] | tuple[str | Path | Run, ...]) -> list[Run]:
     items = [runs] if isinstance(runs, (str, Path, Run)) else list(runs)
     if not items:

@@ -84,11 +84,14 @@ def shown_findings(events: Sequence[Mapping[str, Any]], docs: Mapping[str, RuleD
     return sorted(found, key=lambda f: (f.step, f.code))
 
 
-def differing(per_run: Sequence[Sequence[ShownFinding]]) -> list[tuple[tuple[str, str, tuple[str, ...]], list[int | None]]]:
+FindingKey = tuple[str, str, tuple[str, ...]]  # (code, mode, tensors)
+
+
+def differing(per_run: Sequence[Sequence[ShownFinding]]) -> list[tuple[FindingKey, list[int | None]]]:
     """Finding keys not raised by every run, with each run's first step of it (None: not raised)."""
-    firsts: list[dict[tuple[str, str, tuple[str, ...]], int]] = []
+    firsts: list[dict[FindingKey, int]] = []
     for findings in per_run:
-        first: dict[tuple[str, str, tuple[str, ...]], int] = {}
+        first: dict[FindingKey, int] = {}
         for f in findings:
             first.setdefault(f.key, f.step)
         firsts.append(first)

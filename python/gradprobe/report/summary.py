@@ -40,7 +40,7 @@ def summary_section(data: RunData) -> Section:
         span = (end if isinstance(end, (int, float)) else _last_time(data)) - start
         facts.append(("started", stamp))
         facts.append(("duration", _duration(span) + ("" if isinstance(end, (int, float)) else " so far")))
-    steps = {mode: int(group["step"].max()) + 1 for mode, group in data.scalars.groupby("mode")} if len(data.scalars) else {}
+    steps = {str(mode): int(group["step"].max()) + 1 for mode, group in data.scalars.groupby("mode")}
     facts.append(("steps", ", ".join(f"{mode} {n:,}" for mode, n in sorted(steps.items())) or "none recorded"))
     facts.append(("overhead", _overhead(data)))
     hardware = meta.get("hardware", {})
@@ -62,8 +62,8 @@ def final_metrics(data: RunData) -> list[str]:
     for (name, mode), group in user.groupby(["name", "mode"], sort=True):
         values = group["value"].to_numpy()
         finite = values[np.isfinite(values)]
-        rows.append((name, mode, int(group["step"].iloc[-1]), float(values[-1]),
-                     float(finite.min()) if len(finite) else math.nan, float(finite.max()) if len(finite) else math.nan))
+        low, high = (float(finite.min()), float(finite.max())) if len(finite) else (math.nan, math.nan)
+        rows.append((name, mode, int(group["step"].iloc[-1]), float(values[-1]), low, high))
     return ["<h3>Final losses and metrics</h3>",
             table(["name", "mode", "last step", "last", "min", "max"], rows, [False, False, True, True, True, True])]
 

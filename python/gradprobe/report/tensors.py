@@ -23,7 +23,7 @@ SATURATION = 4.0  # as SaturatedActivation's default: tanh'(4) ~ 1e-3
 
 
 def heatmap(page: Page, frame: pd.DataFrame, order: Sequence[str], value: np.ndarray, title: str,
-            colorbar: str) -> str:
+            colorbar: str, share: bool = False) -> str:
     """Layer (model order, first on top) x step-column grid of the largest value per cell."""
     layers = [t for t in order if t in set(frame["tensor"])]
     rows = pd.Index(layers).get_indexer(frame["tensor"])
@@ -31,6 +31,7 @@ def heatmap(page: Page, frame: pd.DataFrame, order: Sequence[str], value: np.nda
     grid = column_max(columns, rows, value, (len(layers), len(starts)))
     fig = go.Figure(go.Heatmap(z=grid.astype(np.float32), x=starts, y=[plot_text(n) for n in layers],
                                colorscale="Viridis", colorbar={"title": colorbar},
+                               zmin=0.0 if share else None, zmax=1.0 if share else None,
                                hovertemplate="step %{x}<br>%{y}<br>%{z:.3g}<extra></extra>"))
     fig.update_layout(title=plot_text(title), xaxis_title="step", yaxis={"autorange": "reversed", "type": "category"})
     return page.figure(fig, height=min(1400, max(300, 90 + 16 * len(layers))))
@@ -119,7 +120,7 @@ def activations_section(page: Page, data: RunData) -> Section:
     if len(outputs):
         dead = outputs["zeros"].to_numpy() / np.maximum(outputs["numel"].to_numpy(), 1)
         blocks.append(heatmap(page, outputs, data.tensor_order, dead, "dead fraction: share of exact zeros in "
-                              "module outputs", "share"))
+                              "module outputs", "share", share=True))
     inputs = acts[acts["tensor"].str.contains(":input", regex=False)]
     if len(inputs):
         blocks.append(_saturation(page, data, inputs))
@@ -141,7 +142,7 @@ def _saturation(page: Page, data: RunData, inputs: pd.DataFrame) -> str:
         return note("Activation inputs were recorded without histograms: no saturation shares.")
     frame = pd.concat(parts, ignore_index=True)
     return heatmap(page, frame, data.tensor_order, frame["share"].to_numpy(),
-                   f"saturation: share of module inputs with |x| >= {SATURATION:g}", "share")
+                   f"saturation: share of module inputs with |x| >= {SATURATION:g}", "share", share=True)
 
 
 def nonfinite_blocks(data: RunData) -> list[str]:

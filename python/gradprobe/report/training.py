@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 
-from .data import OWN_SCALAR_PREFIX, RunData
+from .data import OWN_SCALAR_PREFIX, RunData, on_train_axis
 from .downsample import envelope
 from .findings import ShownFinding
 from .page import Page, Raw, Section, note, plot_text, table, text
@@ -65,13 +66,15 @@ def losses_section(page: Page, data: RunData) -> Section:
     return Section("losses", "Losses and metrics", blocks)
 
 
-def _scalar_figure(scalars, names: Sequence[str], title: str) -> go.Figure:  # type: ignore[no-untyped-def]
+def _scalar_figure(scalars: pd.DataFrame, names: Sequence[str], title: str) -> go.Figure:
     fig = go.Figure()
-    for (name, mode), group in scalars[scalars["name"].isin(names)].groupby(["name", "mode"], sort=True):
-        x, y = envelope(group["step"].to_numpy(), group["value"].to_numpy())
+    chosen = scalars[scalars["name"].isin(names)]
+    chosen = chosen.assign(x=on_train_axis(chosen) if len(chosen) else chosen["step"])
+    for (name, mode), group in chosen.groupby(["name", "mode"], sort=True):
+        x, y = envelope(group["x"].to_numpy(), group["value"].to_numpy())
         fig.add_trace(go.Scatter(x=x, y=y.astype(np.float32), name=plot_text(f"{name} ({mode})"),
                                    mode="lines+markers" if mode != "train" or len(x) < 50 else "lines"))
-    fig.update_layout(title=plot_text(title), xaxis_title="step")
+    fig.update_layout(title=plot_text(title), xaxis_title="training step (evaluations at the step they followed)")
     return fig
 
 
