@@ -7,8 +7,12 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Route
 
 CHROMIUM_PATHS = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
 
@@ -30,43 +34,48 @@ class Rendered:
     plots: int = 0
     plots_drawn: int = 0
     body_text: str = ""
+    tick_labels: list[str] = field(default_factory=list)  # y ticks and legend entries, as drawn
+    heatmap_rows: list[list[str]] = field(default_factory=list)
     screenshot: Path | None = None
 
 
-def render(report: Path, screenshot: Path) -> Rendered:
-    from playwright.sync_api import sync_playwright
-
+def render(browser: Browser, report: Path, screenshot: Path | None = None) -> Rendered:
+    """Loads the report with every request outside the file refused and recorded."""
     result = Rendered()
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.on("pageerror", lambda error: result.errors.append(f"page error: {error}"))
-            page.on("console", lambda message: result.errors.append(f"console: {message.text}")
-                    if message.type == "error" else None)
-            page.on("dialog", lambda dialog: (result.dialogs.append(dialog.message), dialog.dismiss()))
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        page.on("pageerror", lambda error: result.errors.append(f"page error: {error}"))
+        page.on("console", lambda message: result.errors.append(f"console: {message.text}")
+                if message.type == "error" else None)
+        page.on("dialog", lambda dialog: (result.dialogs.append(dialog.message), dialog.dismiss()))
 
-            def route(request_route):  # type: ignore[no-untyped-def]
-                url = request_route.request.url
-                if url.startswith("file://") and Path(url.removeprefix("file://")) == report.resolve():
-                    request_route.continue_()
-                else:
-                    result.outside_requests.append(url)
-                    request_route.abort()
+        def route(request_route: Route) -> None:
+            url = request_route.request.url
+            if url == report.resolve().as_uri():
+                request_route.continue_()
+            else:
+                result.outside_requests.append(url)
+                request_route.abort()
 
-            page.route("**/*", route)
-            page.goto(report.resolve().as_uri(), wait_until="load")
-            page.wait_for_function("document.querySelectorAll('div.gp-plot').length === "
-                                   "document.querySelectorAll('div.gp-plot .main-svg').length / 2 || "
-                                   "document.readyState === 'complete'")
-            page.wait_for_timeout(300)
-            result.plots = page.locator("div.gp-plot").count()
-            result.plots_drawn = page.evaluate(
-                "Array.from(document.querySelectorAll('div.gp-plot')).filter(d => d.querySelector('svg.main-svg')"
-                " && d.querySelector('.plot-container') && d._fullLayout).length")
-            result.body_text = page.inner_text("body")
+        page.route("**/*", route)
+        page.goto(report.resolve().as_uri(), wait_until="load")
+        result.plots = page.locator("div.gp-plot").count()
+        # Plotly draws synchronously in newPlot; a drawn plot has its SVG and its laid-out axes.
+        result.plots_drawn = page.evaluate(
+            "Array.from(document.querySelectorAll('div.gp-plot'))"
+            ".filter(d => d._fullLayout && d.querySelector('svg.main-svg .cartesianlayer')).length")
+        result.tick_labels = page.evaluate(
+            "Array.from(document.querySelectorAll('.gp-plot .ytick text, .gp-plot .legendtext'))"
+            ".map(t => t.textContent)")
+        # The rows of each layer heatmap, top to bottom as drawn (the axis is reversed: first on top).
+        result.heatmap_rows = page.evaluate(
+            "Array.from(document.querySelectorAll('div.gp-plot')).filter(d => d.data[0].type === 'heatmap'"
+            " && typeof d.data[0].y[0] === 'string').map(d => d._fullLayout.yaxis.range[0] > d._fullLayout.yaxis.range[1]"
+            " ? Array.from(d.data[0].y) : Array.from(d.data[0].y).reverse())")
+        result.body_text = page.inner_text("body")
+        if screenshot is not None:
             page.screenshot(path=str(screenshot), full_page=True)
             result.screenshot = screenshot
-        finally:
-            browser.close()
+    finally:
+        page.close()
     return result

@@ -48,18 +48,23 @@ def system_section(page: Page, data: RunData) -> Section:
         blocks.append(page.figure(fig, height=260))
     if len(metrics) > MAX_SYSTEM_FIGURES:
         blocks.append(note(f"{len(metrics) - MAX_SYSTEM_FIGURES} more metrics are in the percentile table only."))
+    blocks += ["<h3>Percentiles per node</h3>",
+               table(["node", "metric", "device", "min", "p50", "p90", "p99", "max", "samples"],
+                     percentile_rows(samples), [False, False, False, True, True, True, True, True, True])]
+    return Section("system", "System utilisation", blocks)
+
+
+def percentile_rows(samples: pd.DataFrame) -> list[tuple[str, str, str, float, float, float, float, float, int]]:
+    """(node, metric, device, min, p50, p90, p99, max, samples) over the finite values."""
     rows = []
     for (node, metric, device), group in samples.groupby(["node", "metric", "device"], sort=True):
         values = group["value"].to_numpy()
         values = values[np.isfinite(values)]
         if len(values):
             p50, p90, p99 = np.percentile(values, [50, 90, 99])
-            rows.append((node, metric, device, float(values.min()), float(p50), float(p90), float(p99),
-                         float(values.max()), len(values)))
-    blocks += ["<h3>Percentiles per node</h3>",
-               table(["node", "metric", "device", "min", "p50", "p90", "p99", "max", "samples"], rows,
-                     [False, False, False, True, True, True, True, True, True])]
-    return Section("system", "System utilisation", blocks)
+            rows.append((str(node), str(metric), str(device), float(values.min()), float(p50), float(p90),
+                         float(p99), float(values.max()), len(values)))
+    return rows
 
 
 def phases_section(page: Page, data: RunData) -> Section:
@@ -89,25 +94,32 @@ def phases_section(page: Page, data: RunData) -> Section:
     return Section("phases", "Step phases", blocks)
 
 
-def _outliers(per_step: pd.DataFrame, parts: list[str]) -> list[str]:
-    """Steps much slower than usual: total above median + 5 MAD and 1.5x the median."""
+def slow_steps(per_step: pd.DataFrame, parts: list[str]) -> list[tuple[int, float, float, str]]:
+    """Steps much slower than usual (total above median + 5 MAD and above 1.5x the median), slowest
+    first: (step, total ms, multiple of the median, the phase furthest above its own median)."""
     totals = per_step["total"].dropna()
-    if len(totals) < 5:
-        return [note("Too few steps to tell outliers.")]
     median = float(totals.median())
     mad = float((totals - median).abs().median())
     slow = totals[(totals > median + 5 * mad) & (totals > 1.5 * median)].sort_values(ascending=False)
-    if not len(slow):
-        return ["<h3>Step outliers</h3>", note(f"No step took more than 1.5x the median ({median * 1e3:.1f} ms).")]
+    typical = per_step[parts].median()
     rows = []
-    for step, total in slow.head(OUTLIER_ROWS).items():
-        row = per_step.loc[step]
-        typical = per_step[parts].median()
-        excess = (row[parts] - typical).astype(float)
-        rows.append((int(step), float(total * 1e3), float(total / median), str(excess.idxmax()) if excess.notna().any()
-                     else "-"))
-    return [f"<h3>Step outliers ({len(slow)} steps)</h3>",
-            table(["step", "total ms", "x median", "phase above its median the most"], rows, [True, True, True, False])]
+    for step, total in slow.items():
+        excess = (per_step.loc[step, parts] - typical).astype(float)
+        rows.append((int(step), float(total * 1e3), float(total / median),
+                     str(excess.idxmax()) if excess.notna().any() else "-"))
+    return rows
+
+
+def _outliers(per_step: pd.DataFrame, parts: list[str]) -> list[str]:
+    if per_step["total"].notna().sum() < 5:
+        return [note("Too few steps to tell outliers.")]
+    rows = slow_steps(per_step, parts)
+    if not rows:
+        median = float(per_step["total"].median())
+        return ["<h3>Step outliers</h3>", note(f"No step took more than 1.5x the median ({median * 1e3:.1f} ms).")]
+    return [f"<h3>Step outliers ({len(rows)} steps)</h3>",
+            table(["step", "total ms", "x median", "phase above its median the most"], rows[:OUTLIER_ROWS],
+                  [True, True, True, False])]
 
 
 def profiler_findings_section(page: Page, data: RunData) -> Section:
