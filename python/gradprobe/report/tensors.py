@@ -25,7 +25,8 @@ SATURATION = 4.0  # as SaturatedActivation's default: tanh'(4) ~ 1e-3
 def heatmap(page: Page, frame: pd.DataFrame, order: Sequence[str], value: np.ndarray, title: str,
             colorbar: str, share: bool = False) -> str:
     """Layer (model order, first on top) x step-column grid of the largest value per cell."""
-    layers = [t for t in order if t in set(frame["tensor"])]
+    stored = set(frame["tensor"].unique())
+    layers = [t for t in order if t in stored]
     rows = pd.Index(layers).get_indexer(frame["tensor"])
     columns, starts = step_columns(frame["step"].to_numpy())
     grid = column_max(columns, rows, value, (len(layers), len(starts)))
@@ -60,9 +61,10 @@ def layers_section(page: Page, data: RunData) -> Section:
 def chosen_layers(data: RunData, kind: str = "grad", count: int = HIST_LAYERS) -> list[str]:
     """The layers worth a closer look: those findings name, then the largest and smallest norms."""
     rows = data.stats[(data.stats["kind"] == kind) & data.stats["present"]]
-    available = [t for t in data.tensor_order if t in set(rows["tensor"])]
+    stored = set(rows["tensor"].unique())
+    available = [t for t in data.tensor_order if t in stored]
     named = [t for f in data.findings for t in f.tensors if t in available]
-    peak = rows.groupby("tensor")["l2"].max().reindex(available).dropna().sort_values()
+    peak = rows.groupby("tensor", observed=True)["l2"].max().reindex(available).dropna().sort_values()
     ranked = list(peak.index[::-1][:1]) + list(peak.index[:1])
     return list(dict.fromkeys([*named, *ranked, *available]))[:count]
 
@@ -76,8 +78,8 @@ def histograms_section(page: Page, data: RunData) -> Section:
         if not len(steps):
             continue
         columns, starts = step_columns(steps)
-        summed = np.zeros((len(starts), HIST_BINS))
-        np.add.at(summed, columns, counts)
+        # steps are sorted, so each column's rows are contiguous: one reduceat, not a scatter-add
+        summed = np.add.reduceat(counts, np.flatnonzero(np.diff(columns, prepend=-1))).astype(np.float64)
         shares = summed / np.maximum(summed.sum(axis=1, keepdims=True), 1)
         used = np.flatnonzero(shares.any(axis=0))
         lo = int(min(exponents[used].min(), -26)) - 2
@@ -133,7 +135,7 @@ def activations_section(page: Page, data: RunData) -> Section:
 def _saturation(page: Page, data: RunData, inputs: pd.DataFrame) -> str:
     first_bin = int(np.floor(np.log2(SATURATION))) - HIST_EXP_MIN + 1
     parts = []
-    for tensor in sorted(set(inputs["tensor"])):
+    for tensor in sorted(set(inputs["tensor"].unique())):
         steps, counts = data.hist("activation", tensor)
         if len(steps):
             share = counts[:, first_bin:].sum(axis=1) / np.maximum(counts.sum(axis=1), 1)
@@ -152,7 +154,7 @@ def nonfinite_blocks(data: RunData) -> list[str]:
     if not len(bad):
         return ["<h3>Non-finite values</h3>", note("No NaN or Inf was recorded in any tensor.")]
     rows = []
-    for (mode, kind), group in bad.groupby(["mode", "kind"], sort=True):
+    for (mode, kind), group in bad.groupby(["mode", "kind"], sort=True, observed=True):
         first = int(group["step"].min())
         at_first = group[group["step"] == first]
         origin = at_first.iloc[-1] if kind == "grad" else at_first.iloc[0]
