@@ -103,8 +103,8 @@ def slow_steps(per_step: pd.DataFrame, parts: list[str]) -> list[tuple[int, floa
     slow = totals[(totals > median + 5 * mad) & (totals > 1.5 * median)].sort_values(ascending=False)
     typical = per_step[parts].median()
     rows = []
-    for step, total in slow.items():
-        excess = (per_step.loc[step, parts] - typical).astype(float)
+    for step, total in zip(slow.index.to_numpy(dtype=np.int64), slow.to_numpy()):
+        excess = (per_step.loc[int(step)][parts] - typical).astype(float)
         rows.append((int(step), float(total * 1e3), float(total / median),
                      str(excess.idxmax()) if excess.notna().any() else "-"))
     return rows
