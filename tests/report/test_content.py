@@ -36,6 +36,7 @@ def test_findings_carry_their_rules_why_and_try_and_link_to_plots(runs):
     assert nonfinite[0].doc.why.startswith("one NaN spreads") and "lower the learning rate" in nonfinite[0].doc.tries
     html = write_report(runs.nan).read_text()
     assert "one NaN spreads to every weight" in html and '<a href="#activations">plots</a>' in html
+    assert '<td>loss</td><td>value=0</td>' in html and '<a href="#losses">plots</a>' in html
 
 
 def test_every_builtin_rule_has_its_explanation_split():

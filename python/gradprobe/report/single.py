@@ -17,7 +17,7 @@ def run_page(data: RunData) -> Page:
     numerical = [f for f in data.findings if not f.doc.profiler]
     page.sections = [
         summary_section(data),
-        findings_section(page, numerical),
+        findings_section(page, numerical, scalar_names=frozenset(data.scalars["name"].unique())),
         losses_section(page, data),
         layers_section(page, data),
         histograms_section(page, data),

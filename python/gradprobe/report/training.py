@@ -20,7 +20,7 @@ MAX_FINDING_MARKS = 60
 
 
 def findings_section(page: Page, findings: Sequence[ShownFinding], anchor: str = "findings",
-                     title: str = "Findings") -> Section:
+                     title: str = "Findings", scalar_names: frozenset[str] = frozenset()) -> Section:
     if not findings:
         return Section(anchor, title, [note("No rule fired on this run.")])
     fig = go.Figure()
@@ -39,11 +39,19 @@ def findings_section(page: Page, findings: Sequence[ShownFinding], anchor: str =
         explain = f.doc.why + (f" Typical causes: {f.doc.causes}" if f.doc.causes else "")
         rows.append((f.step, f.mode, Raw(f'<span class="sev-{text(f.severity)}">{text(f.severity)}</span>'),
                      f"{f.code} {f.rule}", f.message, tensors, evidence, explain or "-", f.doc.tries or "-",
-                     Raw(f'<a href="#{text(f.doc.section)}">plots</a>')))
+                     Raw(f'<a href="#{text(_section(f, scalar_names))}">plots</a>')))
     return Section(anchor, title, [page.figure(fig, height=max(220, 60 + 28 * len({f.code for f in findings}))),
                                    table(["step", "mode", "severity", "rule", "message", "tensors", "evidence",
                                           "why it matters", "what to try", "see"], rows,
                                          [True] + [False] * 9)])
+
+
+def _section(finding: ShownFinding, scalar_names: frozenset[str]) -> str:
+    """Where the evidence is drawn: the rule family's section, or the losses for a finding about
+    scalars only (NonFinite on a loss)."""
+    if finding.tensors and all(t in scalar_names for t in finding.tensors):
+        return "losses"
+    return finding.doc.section
 
 
 def losses_section(page: Page, data: RunData) -> Section:
