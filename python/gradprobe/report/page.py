@@ -118,7 +118,7 @@ class Page:
         return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
                 # No request may leave the file: the policy enforces it in the browser too.
                 "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
-                "script-src 'unsafe-inline' 'unsafe-eval'; style-src 'unsafe-inline'; img-src data: blob:; "
+                "script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data: blob:; "
                 "font-src data:\">"
                 f"<title>{text(self.title)}</title><style>{_CSS}</style>"
                 f"<script>{get_plotlyjs()}</script></head><body>"
