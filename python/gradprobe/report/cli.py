@@ -7,7 +7,7 @@ import argparse
 from . import write_report
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "report", help="write a self-contained HTML report of a run (several runs: a comparison)")
     parser.add_argument("runs", nargs="+", metavar="RUN", help="run directories (finished or still running)")
