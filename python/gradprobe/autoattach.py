@@ -313,6 +313,8 @@ class AutoAttach:
         """The run's HTML report; a failure is said, never raised: the training itself is done."""
         try:
             _say(f"report: {write_report(self.out_dir)}")
+        except KeyboardInterrupt:
+            _say(f"report skipped (interrupted); `gradprobe report {self.out_dir}` writes it")
         except Exception as error:  # a report bug must not turn a finished training into a failure
             _say(f"could not write the report ({type(error).__name__}: {error}); "
                  f"try `gradprobe report {self.out_dir}`")
