@@ -134,3 +134,14 @@ def test_step_columns_and_column_max_against_a_plain_loop(rng_seed):
     for (r, c), v in expected.items():
         assert grid[r, c] == v
     assert np.isnan(grid).sum() == grid.size - len(expected)
+
+
+def test_a_run_with_nothing_recorded_reports_every_section_empty(tmp_path, runs):
+    (tmp_path / "meta.json").write_text('{"status": "not_attached", "attached": null}')
+    html = write_report(tmp_path).read_text()
+    for message in ("No losses or metrics were recorded.", "No rule fired on this run.",
+                    "No gradient histograms were recorded.", "No activation statistics were recorded",
+                    "No system samples were recorded."):
+        assert message in html
+    compared = write_report([tmp_path, runs.nan], tmp_path / "compare.html").read_text()
+    assert "The runs share no gradient-recorded layer." in compared
