@@ -32,11 +32,11 @@ from .stats import (
 )
 
 if TYPE_CHECKING:  # what __getattr__ loads, for type checkers and editors
-    from . import actions, export, probe, records, rules, store, workflows
+    from . import actions, export, probe, records, report, rules, store, workflows
     from .probe import Collection, Probe, ProbeConfig, Schedule
     from .store import Run, RunDirectoryError, StoreConfig, open_run
 
-_SUBMODULES = ("actions", "export", "probe", "records", "rules", "store", "workflows")
+_SUBMODULES = ("actions", "export", "probe", "records", "report", "rules", "store", "workflows")
 _LAZY_NAMES = {"Collection": "probe", "Probe": "probe", "ProbeConfig": "probe", "Schedule": "probe",
                "Run": "store", "RunDirectoryError": "store", "StoreConfig": "store", "open_run": "store"}
 
@@ -44,7 +44,7 @@ __all__ = [
     "FIELDS", "HIST_BINS", "InputError", "PendingStats", "Stats", "StatsComputer", "__version__", "backends",
     "diff_stats", "diff_stats_async", "hist_edges", "merge", "tensor_stats", "tensor_stats_async",
     "unavailable_backends", "Collection", "Probe", "ProbeConfig", "Run", "RunDirectoryError", "Schedule",
-    "StoreConfig", "open_run", "actions", "export", "probe", "records", "rules", "store", "workflows",
+    "StoreConfig", "open_run", "actions", "export", "probe", "records", "report", "rules", "store", "workflows",
 ]
 
 

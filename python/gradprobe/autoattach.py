@@ -40,6 +40,7 @@ from torch.utils.hooks import RemovableHandle
 from .probe import Probe, clip_hook
 from .probe.config import ProbeConfig, resolve_config
 from .probe.meta import describe_optimizer
+from .report import write_report
 from .store.writer import prepare_run_dir, update_meta, write_json_atomic
 
 META_FILE = "meta.json"
@@ -82,8 +83,8 @@ def _say(message: str) -> None:
 
 
 class AutoAttach:
-    def __init__(self, out_dir: Path, config: ProbeConfig, exist: str = "error") -> None:
-        self.out_dir, self.config, self.exist = out_dir, config, exist
+    def __init__(self, out_dir: Path, config: ProbeConfig, exist: str = "error", report: bool = False) -> None:
+        self.out_dir, self.config, self.exist, self.report = out_dir, config, exist, report
         self.probe: Probe | None = None
         self.attached: dict[str, Any] | None = None
         self._roots: list[torch.nn.Module] = []
@@ -293,6 +294,8 @@ class AutoAttach:
             probe.close(error)
             _say(f"recorded {self._steps_recorded} optimizer steps and {self.evaluations_recorded} evaluations "
                  f"to {self.out_dir}")
+            if self.report:
+                self._write_report()
             return
         if self.attached is None and not self._reported:
             self._reported = True
@@ -304,6 +307,17 @@ class AutoAttach:
                                                              "not_attached_reason": reason})
             except OSError as failure:
                 _say(f"could not write {self.out_dir / META_FILE}: {failure}")
+
+
+    def _write_report(self) -> None:
+        """The run's HTML report; a failure is said, never raised: the training itself is done."""
+        try:
+            _say(f"report: {write_report(self.out_dir)}")
+        except KeyboardInterrupt:
+            _say(f"report skipped (interrupted); `gradprobe report {self.out_dir}` writes it")
+        except Exception as error:  # a report bug must not turn a finished training into a failure
+            _say(f"could not write the report ({type(error).__name__}: {error}); "
+                 f"try `gradprobe report {self.out_dir}`")
 
 
 def _check_out_dir(out: Path, exist: str) -> None:
@@ -322,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--config", default=None)
     parser.add_argument("--exist", default="error", choices=["error", "append", "overwrite"])
+    parser.add_argument("--report", action="store_true", help="write RUN/report.html when the script ends")
     parser.add_argument("target", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     target = args.target[1:] if args.target[:1] == ["--"] else args.target
@@ -333,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"gradprobe run: --config {args.config}: {bad_config}") from None
     out = Path(args.out)
     _check_out_dir(out, args.exist)
-    attach = AutoAttach(out, config, args.exist)
+    attach = AutoAttach(out, config, args.exist, report=args.report)
     atexit.register(attach.close)
     failure: BaseException | None = None
     try:

@@ -12,7 +12,9 @@ import warnings
 from collections.abc import Iterator, Sequence
 
 from .export.tensorboard import export_tensorboard
+from .follow import follow_run
 from .python_command import CommandError, parse_python_command
+from .report import cli as report_cli
 from .rules import RuleEngine, Severity, all_rules, at_least, default, resolve
 from .show import report_unreadable, show_run
 from .stats import backends, unavailable_backends
@@ -39,7 +41,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _cmd_show(args: argparse.Namespace) -> int:
     with _reader_warnings_reported_by_us():
-        unreadable = show_run(args.run, top=args.top)
+        if args.follow:
+            unreadable = follow_run(args.run, top=args.top, interval=args.interval)
+        else:
+            unreadable = show_run(args.run, top=args.top)
     return 1 if unreadable and args.strict else 0
 
 
@@ -65,7 +70,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 2
     out = args.out or os.path.join("runs", f"{command.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     argv = [sys.executable, *command.interpreter_options, "-m", "gradprobe.autoattach", "--out", out,
-            "--exist", args.exist]
+            "--exist", args.exist, "--report"]
     if args.config:
         argv += ["--config", args.config]
     sys.stdout.flush()
@@ -144,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("run")
     show.add_argument("--top", type=int, default=12, help="tensors per table")
     show.add_argument("--strict", action="store_true", help="exit 1 when any part of the run cannot be read")
+    show.add_argument("--follow", action="store_true", help="refresh while the run is written, until it ends")
+    show.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes with --follow")
     export = commands.add_parser("export", help="export a run to another tool")
     export.add_argument("format", choices=["tensorboard"])
     export.add_argument("run")
@@ -162,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--rules", default="default", help="'default', 'all', or codes/names, comma-separated")
     check.add_argument("--fail-on", default="error", help="severity that makes the exit code 1 (default: error)")
     check.add_argument("--strict", action="store_true", help="exit 3 when any part of the run cannot be read")
+    report_cli.add_parser(commands)
     return parser
 
 
@@ -186,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     handlers = {"backends": _cmd_backends, "demo": _cmd_demo, "show": _cmd_show, "export": _cmd_export,
                 "run": _cmd_run, "rules": _cmd_rules, "check": _cmd_check}
-    return handlers[args.command](args)
+    return handlers[args.command](args) if args.command in handlers else int(args.handler(args))
 
 
 if __name__ == "__main__":

@@ -56,6 +56,12 @@ class Run:
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r})"
 
+    def report(self, out: str | Path | None = None) -> Path:
+        """Writes the run's HTML report (default: <run>/report.html); gradprobe.report.write_report."""
+        from ..report import write_report  # the report sits above the store: loaded only when asked for
+
+        return write_report(self, out)
+
     # -- raw tables ---------------------------------------------------------------------------
     def parts(self, table: str) -> list[Path]:
         return sorted((self.path / table).glob(f"rank*/{PART_GLOB}"))

@@ -1,0 +1,40 @@
+"""The HTML report: one self-contained file (plotly.js embedded once, no network request) that shows
+what happened in a run, or compares several runs. Works on a run still being written."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..store import Run
+from .compare import compare_page
+from .data import load, open_runs
+from .single import run_page
+
+REPORT_FILE = "report.html"
+COMPARE_FILE = "report-compare.html"
+
+RunLike = str | Path | Run
+
+
+def write_report(runs: RunLike | Sequence[RunLike], out: str | Path | None = None) -> Path:
+    """Writes the report of one run, or the comparison of several, and returns its path.
+
+    out: default <run>/report.html, or for several runs <first run>/report-compare.html.
+    """
+    opened = open_runs(runs if isinstance(runs, (str, Path, Run)) else list(runs))
+    loaded = [load(run) for run in opened]
+    page = run_page(loaded[0]) if len(loaded) == 1 else compare_page(loaded)
+    target = Path(out) if out is not None else opened[0].path / (REPORT_FILE if len(loaded) == 1 else COMPARE_FILE)
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text(page.html(), encoding="utf-8")
+    tmp.replace(target)  # a browser refreshing a live report never reads half a file
+    return target
+
+
+def report(run: RunLike, out: str | Path | None = None) -> Path:
+    """The report of one run (the same as Run.report())."""
+    return write_report(run, out)
+
+
+__all__ = ["COMPARE_FILE", "REPORT_FILE", "report", "write_report"]
