@@ -17,7 +17,7 @@ import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import psutil
 import pyarrow as pa
@@ -56,6 +56,11 @@ def _bus_ids(devices: Sequence[torch.device]) -> list[str]:
 
 
 class Profiler:
+    # Initialisation is the process's: only its first probe's first step is timed from the
+    # process's start (a later probe in the same process, a test or a sweep, would count the
+    # earlier runs as initialisation).
+    _process_stepped: ClassVar[bool] = False
+
     def __init__(self, config: ProfilerConfig, *, model: torch.nn.Module,
                  optimizers: Sequence[torch.optim.Optimizer], run_dir: Path, rank: int, world_size: int,
                  writer: RunWriter, event: Event, engine: RuleEngine | None, actions: Iterable[Any] = (),
@@ -133,12 +138,18 @@ class Profiler:
             self.timer.end_step(step, mode, gradprobe_seconds)
         if not self._first_step_done:
             self._first_step_done = True
-            seconds = time.time() - self._meta["process_start_time"]
-            self._records.append(StartupRecord(step, mode, seconds))
-            self._meta["first_step_seconds"] = seconds
-            self._update_meta()
+            self._startup(step, mode)
         self.capture.end_step(step, mode)
         self._step, self._mode = step + 1, mode
+
+    def _startup(self, step: int, mode: str) -> None:
+        if Profiler._process_stepped:
+            return
+        Profiler._process_stepped = True
+        seconds = time.time() - self._meta["process_start_time"]
+        self._records.append(StartupRecord(step, mode, seconds))
+        self._meta["first_step_seconds"] = seconds
+        self._update_meta()
 
     def close(self, timeout: float = 5.0) -> None:
         """Stops the thread, restores torch's loader and the hooks, and writes what is left."""

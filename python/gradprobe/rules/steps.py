@@ -179,7 +179,8 @@ class LoadBalancing(Rule):
     """Work is unbalanced across ranks or GPUs: the Jensen-Shannon distance between two devices'
     utilisation histograms is above `threshold`, or one rank's mean time in a phase is more than
     `skew_threshold` times the fastest rank's (and `min_skew_seconds` longer); the finding names
-    the phase and the slow rank. Judged every time the ranks exchange their summaries
+    the phase with the largest ratio and its slow rank (under DDP the fast ranks wait for the slow
+    one inside their backward, which raises their backward by less than the slow phase's ratio). Judged every time the ranks exchange their summaries
     (ProfilerConfig.exchange_every steps).
 
     Why: every synchronised step waits for the slowest rank; the others idle.
@@ -204,7 +205,7 @@ class LoadBalancing(Rule):
                 continue
             slow, fast = max(means, key=means.__getitem__), min(means, key=means.__getitem__)
             if means[slow] - means[fast] > self.min_skew_seconds and means[slow] > self.skew_threshold * means[fast]:
-                skews.append((means[slow] - means[fast], phase, slow, fast, means))
+                skews.append((means[slow] / max(means[fast], 1e-9), phase, slow, fast, means))
         if skews:
             _, phase, slow, fast, means = max(skews)
             found.append(self.finding(record.step, record.mode, f"rank {slow} is slower in {phase}: "

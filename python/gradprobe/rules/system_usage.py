@@ -93,9 +93,9 @@ class CPUBottleneck(_SampleWindow):
                                  f"{self.cpu_threshold:g}%. Next: more DataLoader workers, move pre-processing off "
                                  "the training loop", ("cpu",), share_pct=share)]
         return [self.finding(record.step, record.mode, f"CPU-bound step: in {share:.0f}% of the last {self.window} "
-                             f"samples the host's cores together were above {self.cpu_threshold:g}% busy (no GPU: "
-                             "the step waits for the CPU). Next: compare proc_cpu_pct with the host's cpu_util_pct; "
-                             "stop competing threads or processes", ("cpu",), share_pct=share)]
+                             f"samples the host's cores together were above {self.cpu_threshold:g}% busy: the step "
+                             "waits for the CPU. Next: compare proc_cpu_pct with the host's cpu_util_pct; stop "
+                             "competing threads or processes", ("cpu",), share_pct=share)]
 
 
 @dataclass
