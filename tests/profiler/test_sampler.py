@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import time
-import warnings
 
 import psutil
 import torch
@@ -86,13 +86,12 @@ def test_gpu_reader_without_nvml_or_gpu_records_why():
     assert pci_bus_id(1, 0x3B, 2) == "00000001:3b:02.0"
 
 
-def test_a_cpu_run_records_cpu_memory_disk_network_and_says_once_that_gpu_metrics_are_unavailable(tmp_path):
+def test_a_cpu_run_records_cpu_memory_disk_network_and_says_once_that_gpu_metrics_are_unavailable(tmp_path, caplog):
     batches = [(torch.randn(8, 16), torch.randn(8, 1)) for _ in range(4)]
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with caplog.at_level(logging.INFO, logger="gradprobe.profiler"):
         _, run = train(tmp_path / "run", batches, rules=[], each_step=lambda step: time.sleep(0.15))
-    said = [w for w in caught if "system sampler cannot read" in str(w.message)]
-    assert len(said) == 1 and "gpu" in str(said[0].message)
+    said = [r for r in caplog.records if "system sampler cannot read" in r.getMessage()]
+    assert len(said) == 1 and "gpu (the model is not on a CUDA device)" in said[0].getMessage()
     assert "gpu" in run.meta["profiler"]["unavailable"]
     assert [e["unavailable"] for e in run.events("profiler_start")] == [run.meta["profiler"]["unavailable"]]
     system = run.system()

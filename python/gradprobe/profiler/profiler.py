@@ -8,6 +8,7 @@ evaluating rules happen on the profiler thread ("gradprobe-profiler").
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import socket
@@ -38,6 +39,7 @@ from .ranks import RankExchange
 from .sampler import SystemSampler, Values
 
 Event = Callable[[dict[str, Any]], None]
+LOG = logging.getLogger("gradprobe.profiler")
 # Without a sampler the thread still drains the timer this often.
 DRAIN_SECONDS = 0.5
 
@@ -103,10 +105,11 @@ class Profiler:
                  "gpus": self._sampler.gpu_devices if self._sampler is not None else [], "unavailable": unavailable,
                  "process_start_time": psutil.Process().create_time()}
         self._event({"type": "profiler_start", **facts})
-        if unavailable:
-            warnings.warn("gradprobe: the system sampler cannot read: "
-                          + "; ".join(f"{k} ({v})" for k, v in unavailable.items())
-                          + " (said once; recorded in meta.json's profiler.unavailable)", RuntimeWarning, stacklevel=4)
+        if unavailable:  # said once, through logging: a CPU-only run is no fault
+            only_cpu = set(unavailable) == {"gpu"} and not self._cuda
+            LOG.log(logging.INFO if only_cpu else logging.WARNING, "gradprobe: the system sampler cannot read: %s "
+                    "(said once; recorded in meta.json's profiler.unavailable)",
+                    "; ".join(f"{k} ({v})" for k, v in unavailable.items()))
         self._meta = facts
         self._update_meta()
 
