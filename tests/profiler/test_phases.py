@@ -126,7 +126,7 @@ def test_without_the_loader_patch_the_wait_is_not_measured_and_torch_is_untouche
     with Probe(model, torch.optim.SGD(model.parameters(), lr=0.1), out_dir=tmp_path / "run",
                config={"preset": "minimal", "profiler": {"loader": False}}, rules=[]) as probe:
         assert dataloader._BaseDataLoaderIter.__next__ is original
-        for x, y in DataLoader(SlowDataset(), batch_size=4):
+        for x, _ in DataLoader(SlowDataset(), batch_size=4):
             model(x).sum().backward()
             probe.step()
             break

@@ -8,8 +8,8 @@ import threading
 import time
 
 import psutil
-import torch
 import pytest
+import torch
 
 from gradprobe import ProbeConfig, metrics
 from gradprobe.profiler import ProfilerConfig

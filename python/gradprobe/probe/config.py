@@ -136,7 +136,8 @@ class ProbeConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ProbeConfig:
         """Keys: preset, collections ({name: {kind, include, exclude, schedule | schedules, histogram,
-        enabled}}), store, profiler (ProfilerConfig's fields), activation_modules, token_ids, backend, cpu_threads, max_queued_items,
+        enabled}}), store, profiler (ProfilerConfig's fields), activation_modules, token_ids, backend, cpu_threads,
+        max_queued_items,
         max_queue_wait_seconds, close_timeout_seconds. Values are checked, never coerced."""
         scalars = {"backend", "cpu_threads", "max_queued_items", "max_queue_wait_seconds", "close_timeout_seconds"}
         known = {"preset", "collections", "store", "profiler", "activation_modules", "token_ids"} | scalars

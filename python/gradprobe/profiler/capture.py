@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 import torch
 
 from ..actions import Action, ActionContext
-from ..rules import Finding, Severity
+from ..rules import Finding
 
 FOLDER = "profiler"
 OPERATORS_SCHEMA = pa.schema([("start_step", pa.int64()), ("stop_step", pa.int64()), ("rank", pa.int32()),
@@ -116,7 +116,7 @@ class DeepCapture:
 
 def operators_table(averages: Any, start: int, stop: int, rank: int, top: int) -> pa.Table:
     """The `top` operators by self device time, then self CPU time (torch reports microseconds)."""
-    rows = []
+    rows: list[tuple[Any, ...]] = []
     for avg in averages:
         self_device = float(getattr(avg, "self_device_time_total", 0.0) or 0.0)
         device = float(getattr(avg, "device_time_total", 0.0) or 0.0)
@@ -124,7 +124,7 @@ def operators_table(averages: Any, start: int, stop: int, rank: int, top: int) -
                      self_device / 1e6, device / 1e6))
     rows.sort(key=lambda r: (r[4], r[2]), reverse=True)
     rows = rows[:top]
-    columns = list(zip(*rows)) if rows else [[] for _ in range(6)]
+    columns: list[Any] = list(zip(*rows)) if rows else [() for _ in range(6)]
     n = len(rows)
     return pa.table([pa.array([start] * n, pa.int64()), pa.array([stop] * n, pa.int64()),
                      pa.array([rank] * n, pa.int32()), pa.array(columns[0], pa.string()),

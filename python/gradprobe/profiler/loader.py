@@ -56,7 +56,7 @@ class LoaderPatch:
         setattr(timed_next, _MARKER, True)
         self._original = original
         self._timed = timed_next
-        iterator_class.__next__ = timed_next  # type: ignore[method-assign]
+        iterator_class.__next__ = timed_next  # type: ignore[method-assign,assignment]
 
     def restore(self) -> None:
         iterator_class = dataloader._BaseDataLoaderIter

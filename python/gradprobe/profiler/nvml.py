@@ -1,8 +1,9 @@
 """GPU metrics through NVML (the `pynvml` module of nvidia-ml-py), for the GPUs this process uses.
 
-Torch devices are matched to NVML devices by PCI bus id (CUDA_VISIBLE_DEVICES renumbers torch's
-indices, never the bus id); the `device` label is "gpu<NVML index>". Each metric a GPU does not
-support is dropped after its first failure and named in `unavailable`.
+Torch devices are matched to NVML devices by PCI bus id, or UUID where torch does not report the
+bus (CUDA_VISIBLE_DEVICES renumbers torch's indices, never these); the `device` label is
+"gpu<NVML index>". Each metric a GPU does not support is dropped after its first failure and
+named in `unavailable`.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ def pci_bus_id(domain: int, bus: int, device: int) -> str:
 
 
 class GpuReader:
-    """Reads the GPUs given as PCI bus ids; `devices` maps each found GPU's label to its handle."""
+    """Reads the GPUs given as PCI bus ids (or "GPU-<uuid>"); `devices` maps each found GPU's
+    label to its handle."""
 
     def __init__(self, bus_ids: Iterable[str]) -> None:
         self.devices: dict[str, Any] = {}
@@ -67,10 +69,11 @@ class GpuReader:
         self._readers = _readers()
         for bus_id in bus_ids:
             try:
-                handle = pynvml.nvmlDeviceGetHandleByPciBusId(bus_id)
+                handle = (pynvml.nvmlDeviceGetHandleByUUID(bus_id) if bus_id.startswith("GPU-")
+                          else pynvml.nvmlDeviceGetHandleByPciBusId(bus_id))
                 index = pynvml.nvmlDeviceGetIndex(handle)
             except Exception as error:
-                self.unavailable[f"gpu {bus_id}"] = f"NVML does not know this bus id: {error}"
+                self.unavailable[f"gpu {bus_id}"] = f"NVML does not know this device: {error}"
                 continue
             self.devices[m.gpu_device(index)] = handle
 

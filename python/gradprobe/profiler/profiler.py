@@ -49,11 +49,16 @@ def model_cuda_devices(model: torch.nn.Module) -> list[torch.device]:
     return sorted(devices, key=lambda d: d.index or 0)
 
 
-def _bus_ids(devices: Sequence[torch.device]) -> list[str]:
+def gpu_identifiers(devices: Sequence[torch.device]) -> list[str]:
+    """Each device's PCI bus id (torch >= 2.5 reports it), else its UUID as NVML spells it."""
     ids = []
     for device in devices:
         props = torch.cuda.get_device_properties(device)
-        ids.append(pci_bus_id(props.pci_domain_id, props.pci_bus_id, props.pci_device_id))
+        domain, bus, slot = (getattr(props, name, None) for name in ("pci_domain_id", "pci_bus_id", "pci_device_id"))
+        if domain is not None and bus is not None and slot is not None:
+            ids.append(pci_bus_id(domain, bus, slot))
+        else:
+            ids.append(f"GPU-{props.uuid}".replace("GPU-GPU-", "GPU-"))
     return ids
 
 
@@ -84,7 +89,7 @@ class Profiler:
         self._loader = LoaderPatch(self.data_wait, self._on_loader) if config.phases and config.loader else None
         self._sampler = None
         if config.system_interval is not None:
-            self._sampler = SystemSampler(_bus_ids(devices) if config.gpu else ())
+            self._sampler = SystemSampler(gpu_identifiers(devices) if config.gpu else ())
             if not config.gpu:
                 self._sampler.unavailable["gpu"] = "profiler.gpu is off"
         self.capture = DeepCapture(run_dir, rank, config.profile_steps, config.top_operators, self._cuda, event)

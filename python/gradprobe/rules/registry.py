@@ -16,7 +16,14 @@ from .loss import LossNotDecreasing, LossSpike, Overfit, Overtraining
 from .nonfinite import NonFinite
 from .steps import Dataloader, LoadBalancing, MaxInitializationTime, StepOutlier
 from .system import StalledTraining
-from .system_usage import BatchSize, CPUBottleneck, GPUMemoryIncrease, IOBottleneck, LowGPUUtilization, OverallSystemUsage
+from .system_usage import (
+    BatchSize,
+    CPUBottleneck,
+    GPUMemoryIncrease,
+    IOBottleneck,
+    LowGPUUtilization,
+    OverallSystemUsage,
+)
 from .weights import AllZero, TensorVariance, UnchangedTensor, WeightUpdateRatio
 
 BUILTIN: tuple[type[Rule], ...] = (

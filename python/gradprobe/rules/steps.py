@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..records import LoaderRecord, PhaseRecord, RanksRecord, StartupRecord
-from .base import Finding, Rule, Severity
+from .base import Finding, Rule
 
 # The phases a step is split into; "other" is the step's time outside every measured phase (the
 # training loop's own code). gradprobe's time is left out: it includes waiting for other ranks.
@@ -48,8 +48,8 @@ class StepOutlier(Rule):
     window: int = 1000
     patience: int = 10
     _seen: int = 0
-    _windows: dict = field(default_factory=dict)
-    _outliers: dict = field(default_factory=dict)
+    _windows: dict[str, deque[float]] = field(default_factory=dict)
+    _outliers: dict[str, int] = field(default_factory=dict)
 
     def on_phases(self, record: PhaseRecord) -> list[Finding]:
         self._seen += 1
@@ -99,9 +99,9 @@ class Dataloader(Rule):
     window: int = 50
     patience: int = 5
     _seen: int = 0
-    _waits: deque = field(default_factory=lambda: deque(maxlen=100_000))
-    _totals: deque = field(default_factory=lambda: deque(maxlen=100_000))
-    _loader: dict = field(default_factory=dict)
+    _waits: deque[float] = field(default_factory=lambda: deque(maxlen=100_000))
+    _totals: deque[float] = field(default_factory=lambda: deque(maxlen=100_000))
+    _loader: dict[str, float] = field(default_factory=dict)
 
     def on_loader(self, record: LoaderRecord) -> list[Finding]:
         cores = max(1.0, record.cpus / max(1, record.local_ranks))
@@ -132,10 +132,10 @@ class Dataloader(Rule):
         self._totals.clear()
         if share <= self.wait_threshold:
             return []
-        workers, cores = self._loader.get("num_workers"), self._loader.get("cores")
+        workers, cores = self._loader.get("num_workers"), self._loader.get("cores", 1.0)
         hint = ""
         if workers is not None and workers < cores * self.min_threshold / 100:
-            hint = f" num_workers={workers} on {cores:g} cores per rank: more workers would prepare batches ahead."
+            hint = f" num_workers={workers:g} on {cores:g} cores per rank: more workers would prepare batches ahead."
         return [self.finding(record.step, record.mode, f"the data loader holds training back: {share:.0%} of step "
                              f"time was spent waiting for batches over the last {self.window} steps.{hint} Next: more "
                              "workers, pin_memory, prefetch_factor, faster storage or pre-processing",
@@ -180,7 +180,8 @@ class LoadBalancing(Rule):
     utilisation histograms is above `threshold`, or one rank's mean time in a phase is more than
     `skew_threshold` times the fastest rank's (and `min_skew_seconds` longer); the finding names
     the phase with the largest ratio and its slow rank (under DDP the fast ranks wait for the slow
-    one inside their backward, which raises their backward by less than the slow phase's ratio). Judged every time the ranks exchange their summaries
+    one inside their backward, which raises their backward by less than the slow phase's ratio).
+    Judged every time the ranks exchange their summaries
     (ProfilerConfig.exchange_every steps).
 
     Why: every synchronised step waits for the slowest rank; the others idle.
@@ -217,7 +218,8 @@ class LoadBalancing(Rule):
         worst = (0.0, "", "")
         for i, a in enumerate(devices):
             for b in devices[i + 1:]:
-                distance = js_distance(np.asarray(record.utilization[a], float), np.asarray(record.utilization[b], float))
+                distance = js_distance(np.asarray(record.utilization[a], float),
+                                       np.asarray(record.utilization[b], float))
                 worst = max(worst, (distance, a, b))
         if worst[0] > self.threshold:
             found.append(self.finding(record.step, record.mode, f"{worst[1]} and {worst[2]} are unevenly used "

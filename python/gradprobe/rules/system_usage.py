@@ -25,11 +25,13 @@ def gpu_values(record: SystemRecord, metric: str) -> dict[str, float]:
 
 
 def core_values(record: SystemRecord) -> list[float]:
-    return [values[m.CPU_UTIL] for device, values in record.values.items() if m.is_core(device) and m.CPU_UTIL in values]
+    return [values[m.CPU_UTIL] for device, values in record.values.items()
+            if m.is_core(device) and m.CPU_UTIL in values]
 
 
 def host_value(record: SystemRecord, metric: str) -> float | None:
-    return record.values.get(m.HOST, {}).get(metric)
+    value = record.values.get(m.HOST, {}).get(metric)
+    return None if value is None else float(value)
 
 
 @dataclass
@@ -39,7 +41,7 @@ class _SampleWindow(Rule):
     window: int = 120
     patience: int = 60
     _seen: int = 0
-    _flags: deque = field(default_factory=lambda: deque(maxlen=100_000))
+    _flags: deque[bool] = field(default_factory=lambda: deque(maxlen=100_000))
 
     def _judge(self, record: SystemRecord, flag: bool | None) -> float | None:
         """Adds one sample's verdict (None: the sample cannot be judged); the share (0-100) of
@@ -80,7 +82,8 @@ class CPUBottleneck(_SampleWindow):
         gpus = gpu_values(record, m.GPU_UTIL)
         if gpus:
             cores = core_values(record)
-            flag: bool | None = bool(cores) and max(gpus.values()) < self.gpu_threshold and max(cores) > self.cpu_threshold
+            flag: bool | None = (bool(cores) and max(gpus.values()) < self.gpu_threshold
+                                 and max(cores) > self.cpu_threshold)
         else:
             total = host_value(record, m.CPU_UTIL)
             flag = None if total is None else total > self.cpu_threshold
@@ -129,7 +132,7 @@ class IOBottleneck(_SampleWindow):
                              share_pct=share)]
 
 
-def _percentiles(values: deque, *qs: float) -> list[float]:
+def _percentiles(values: deque[float], *qs: float) -> list[float]:
     return [float(v) for v in np.percentile(np.fromiter(values, float, len(values)), qs)]
 
 
@@ -152,7 +155,7 @@ class LowGPUUtilization(Rule):
     window: int = 500
     patience: int = 100
     _seen: int = 0
-    _util: dict = field(default_factory=dict)
+    _util: dict[str, deque[float]] = field(default_factory=dict)
 
     def on_system(self, record: SystemRecord) -> list[Finding]:
         self._seen += 1
@@ -169,7 +172,8 @@ class LowGPUUtilization(Rule):
             if p95 < self.threshold_p95:
                 found.append(self.finding(record.step, record.mode, f"{device} under-used: p95 utilisation {p95:.0f}% "
                                           f"< {self.threshold_p95:g}% over {self.window} samples. Next: a larger "
-                                          "batch, or look for a data loader / CPU bottleneck", (device,), p95=p95, p5=p5))
+                                          "batch, or look for a data loader / CPU bottleneck", (device,), p95=p95,
+                                          p5=p5))
             elif p5 < self.threshold_p5:
                 found.append(self.finding(record.step, record.mode, f"{device} utilisation fluctuates: p95 {p95:.0f}% "
                                           f"but p5 {p5:.0f}% < {self.threshold_p5:g}%. Next: look for host syncs, "
@@ -197,12 +201,13 @@ class BatchSize(Rule):
     window: int = 500
     patience: int = 100
     _seen: int = 0
-    _cpu: deque = field(default_factory=lambda: deque(maxlen=100_000))
-    _gpu: dict = field(default_factory=dict)
-    _mem: dict = field(default_factory=dict)
+    _cpu: deque[float] = field(default_factory=lambda: deque(maxlen=100_000))
+    _gpu: dict[str, list[float]] = field(default_factory=dict)
+    _mem: dict[str, list[float]] = field(default_factory=dict)
 
     def on_system(self, record: SystemRecord) -> list[Finding]:
-        util, memory, cpu = gpu_values(record, m.GPU_UTIL), gpu_values(record, m.GPU_MEM_UTIL), host_value(record, m.CPU_UTIL)
+        util, memory = gpu_values(record, m.GPU_UTIL), gpu_values(record, m.GPU_MEM_UTIL)
+        cpu = host_value(record, m.CPU_UTIL)
         self._seen += 1
         if not util or cpu is None or self._seen <= self.patience:
             return []
@@ -244,8 +249,8 @@ class GPUMemoryIncrease(Rule):
     window: int = 10
     patience: int = 20
     _seen: int = 0
-    _current: dict = field(default_factory=dict)
-    _lowest: dict = field(default_factory=dict)
+    _current: dict[str, list[float]] = field(default_factory=dict)
+    _lowest: dict[str, float] = field(default_factory=dict)
 
     def on_system(self, record: SystemRecord) -> list[Finding]:
         self._seen += 1
@@ -290,7 +295,7 @@ class OverallSystemUsage(Rule):
 
     code = "GP205"
     default_severity = Severity.INFO
-    _rings: dict = field(default_factory=dict)
+    _rings: dict[str, list[Any]] = field(default_factory=dict)
 
     def on_system(self, record: SystemRecord) -> list[Finding]:
         for device, values in record.values.items():
