@@ -168,3 +168,21 @@ def test_on_a_gpu_phases_are_device_times_read_late(tmp_path):
     phases = open_run(tmp_path / "run").phases()
     assert len(phases) == 20
     assert (phases[["forward", "backward", "optimizer"]] > 0).all().all()
+
+
+def test_a_failed_start_leaves_torch_as_it_was(tmp_path, monkeypatch):
+    import threading
+
+    from gradprobe.profiler import profiler as profiler_module
+
+    def broken(*args, **kwargs):
+        raise OSError("no /proc here")
+
+    monkeypatch.setattr(profiler_module, "SystemSampler", broken)
+    original = dataloader._BaseDataLoaderIter.__next__
+    model = SlowModel()
+    with pytest.raises(OSError, match="no /proc here"):
+        Probe(model, out_dir=tmp_path / "run", config={"profiler": {"system_interval": 0.5}}, rules=[])
+    assert dataloader._BaseDataLoaderIter.__next__ is original
+    assert not model._forward_hooks and not model._forward_pre_hooks
+    assert not [t for t in threading.enumerate() if t.name == "gradprobe-profiler"]

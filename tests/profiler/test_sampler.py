@@ -93,7 +93,7 @@ def test_a_cpu_run_records_cpu_memory_disk_network_and_says_once_that_gpu_metric
     said = [r for r in caplog.records if "system sampler cannot read" in r.getMessage()]
     assert len(said) == 1 and "gpu (the model is not on a CUDA device)" in said[0].getMessage()
     assert "gpu" in run.meta["profiler"]["unavailable"]
-    assert [e["unavailable"] for e in run.events("profiler_start")] == [run.meta["profiler"]["unavailable"]]
+    assert [e["profiler"]["unavailable"] for e in run.events("start")] == [run.meta["profiler"]["unavailable"]]
     system = run.system()
     assert {"time", "node", "rank", "device", "metric", "value"} <= set(system.columns)
     recorded = set(system["metric"])

@@ -102,7 +102,7 @@ class Probe:
         self._hooks.arm_activations(self._mode, self._steps[self._mode])
         self._session.event({"type": "start", "preset": self.config.preset,
                              "parameters": len(self._capture.plans.params),
-                             "first_step": dict(self._session.first_steps)})
+                             "first_step": dict(self._session.first_steps), "profiler": self.profiler.facts})
 
     def _abandon(self, error: BaseException) -> None:
         self._closed = True

@@ -84,10 +84,26 @@ class Profiler:
         self._local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
         self._cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         self._cuda = bool(devices)
-        self.timer = StepTimer(model, optimizers, self.node, rank, overhead, devices[0] if devices else None) \
-            if config.phases else None
-        self._loader = LoaderPatch(self.data_wait, self._on_loader) if config.phases and config.loader else None
-        self._sampler = None
+        self._training_thread = threading.get_ident()
+        self.timer: StepTimer | None = None
+        self._loader: LoaderPatch | None = None
+        self._sampler: SystemSampler | None = None
+        self._exchange: RankExchange | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="gradprobe-profiler", daemon=True)
+        try:
+            self._start(config, model, optimizers, devices, rank, world_size, run_dir, event, actions, overhead)
+        except BaseException:  # a failed start leaves torch as it found it
+            self.close()
+            raise
+
+    def _start(self, config: ProfilerConfig, model: torch.nn.Module, optimizers: Sequence[torch.optim.Optimizer],
+               devices: list[torch.device], rank: int, world_size: int, run_dir: Path, event: Event,
+               actions: Iterable[Any], overhead: Callable[[], float]) -> None:
+        if config.phases:
+            self.timer = StepTimer(model, optimizers, self.node, rank, overhead, devices[0] if devices else None)
+            if config.loader:
+                self._loader = LoaderPatch(self.data_wait, self._on_loader)
         if config.system_interval is not None:
             self._sampler = SystemSampler(gpu_identifiers(devices) if config.gpu else ())
             if not config.gpu:
@@ -99,22 +115,20 @@ class Profiler:
         self._exchange = RankExchange(rank, config.exchange_every) \
             if world_size > 1 and dist.is_available() and dist.is_initialized() else None
         self._report_start()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="gradprobe-profiler", daemon=True)
-        self._thread.start()
         self.capture.before_first_step()
+        self._thread.start()
 
     def _report_start(self) -> None:
         unavailable = dict(self._sampler.unavailable) if self._sampler is not None else {}
         facts = {"config": self.config.to_dict(), "node": self.node, "cpus": self._cpus,
                  "gpus": self._sampler.gpu_devices if self._sampler is not None else [], "unavailable": unavailable,
                  "process_start_time": psutil.Process().create_time()}
-        self._event({"type": "profiler_start", **facts})
         if unavailable:  # said once, through logging: a CPU-only run is no fault
             only_cpu = set(unavailable) == {"gpu"} and not self._cuda
             LOG.log(logging.INFO if only_cpu else logging.WARNING, "gradprobe: the system sampler cannot read: %s "
                     "(said once; recorded in meta.json's profiler.unavailable)",
                     "; ".join(f"{k} ({v})" for k, v in unavailable.items()))
+        self.facts = facts  # the probe puts them into its `start` event (every rank's events.jsonl)
         self._meta = facts
         self._update_meta()
 
@@ -124,8 +138,9 @@ class Profiler:
 
     # -- training thread ----------------------------------------------------------------------
     def data_wait(self, started: float, ended: float) -> None:
-        """A data loader's next() waited from `started` to `ended` (time.perf_counter seconds)."""
-        if self.timer is not None:
+        """A data loader's next() waited from `started` to `ended` (time.perf_counter seconds).
+        Only the training thread's waits count (a prefetching thread's are not the step's)."""
+        if self.timer is not None and threading.get_ident() == self._training_thread:
             self.timer.data_wait(started, ended)
 
     def _on_loader(self, config: dict[str, Any]) -> None:
@@ -160,16 +175,21 @@ class Profiler:
         self._update_meta()
 
     def close(self, timeout: float = 5.0) -> None:
-        """Stops the thread, restores torch's loader and the hooks, and writes what is left."""
+        """Stops the thread, restores torch's loader and the hooks, and writes what is left (with
+        a last sample, so that a run shorter than the interval has one). Safe to call twice."""
+        if self._stop.is_set():
+            return
         self._stop.set()
-        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._thread.join(timeout)
         if self.timer is not None:
             self.timer.close()
         if self._loader is not None:
             self._loader.restore()
-        self.capture.close(self._step)
-        if not self._thread.is_alive():
-            self._tick(sample=False)
+        if self._thread.ident is not None:  # else the start failed: nothing ran, nothing to write
+            self.capture.close(self._step)
+            if not self._thread.is_alive():
+                self._tick(sample=self._sampler is not None)
         if self._sampler is not None:
             self._sampler.close()
 
