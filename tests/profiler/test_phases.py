@@ -134,16 +134,23 @@ def test_without_the_loader_patch_the_wait_is_not_measured_and_torch_is_untouche
     assert math.isnan(phases["data_wait"].iloc[0]) and phases["forward"].iloc[0] >= FORWARD * 0.95
 
 
-def test_a_second_probe_leaves_the_loader_to_the_first(tmp_path):
+def test_two_probes_both_time_the_loader_and_torch_is_restored_whatever_the_closing_order(tmp_path):
     original = dataloader._BaseDataLoaderIter.__next__
-    first_model, second_model = SlowModel(), SlowModel()
-    with Probe(first_model, out_dir=tmp_path / "a", config={"preset": "minimal"}, rules=[]):
-        patched = dataloader._BaseDataLoaderIter.__next__
-        assert patched is not original
-        with Probe(second_model, out_dir=tmp_path / "b", config={"preset": "minimal"}, rules=[]):
-            assert dataloader._BaseDataLoaderIter.__next__ is patched
-        assert dataloader._BaseDataLoaderIter.__next__ is patched
-    assert dataloader._BaseDataLoaderIter.__next__ is original
+    for order in ("nested", "crossed"):
+        models = SlowModel(), SlowModel()
+        first, second = (Probe(model, out_dir=tmp_path / order / name, config={"preset": "minimal"}, rules=[])
+                         for model, name in zip(models, "ab"))
+        for x, _ in DataLoader(SlowDataset(), batch_size=4):
+            for model, probe in zip(models, (first, second)):
+                model(x).sum().backward()
+                probe.step()
+            break
+        (second if order == "nested" else first).close()
+        assert dataloader._BaseDataLoaderIter.__next__ is not original  # the other one still times
+        (first if order == "nested" else second).close()
+        assert dataloader._BaseDataLoaderIter.__next__ is original
+        for name in ("a", "b"):
+            assert open_run(tmp_path / order / name).phases()["data_wait"].iloc[0] >= DATA * 0.95
 
 
 def test_phases_off_records_no_phases(tmp_path):
@@ -180,9 +187,10 @@ def test_a_failed_start_leaves_torch_as_it_was(tmp_path, monkeypatch):
 
     monkeypatch.setattr(profiler_module, "SystemSampler", broken)
     original = dataloader._BaseDataLoaderIter.__next__
+    threads = set(threading.enumerate())
     model = SlowModel()
     with pytest.raises(OSError, match="no /proc here"):
         Probe(model, out_dir=tmp_path / "run", config={"profiler": {"system_interval": 0.5}}, rules=[])
     assert dataloader._BaseDataLoaderIter.__next__ is original
     assert not model._forward_hooks and not model._forward_pre_hooks
-    assert not [t for t in threading.enumerate() if t.name == "gradprobe-profiler"]
+    assert not [t for t in set(threading.enumerate()) - threads if t.name == "gradprobe-profiler"]

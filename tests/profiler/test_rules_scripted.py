@@ -49,11 +49,12 @@ def phases(step, **values):
     return PhaseRecord(step, "train", "n0", 0, float(step), base)
 
 
-def test_every_profiler_rule_is_registered_and_all_but_batchsize_are_default():
+def test_every_profiler_rule_is_registered_and_all_but_batchsize_and_stepoutlier_are_default():
     names = {r.__name__ for r in all_rules()}
     assert set(PROFILER_RULES) <= names
-    assert {type(r).__name__ for r in default()} >= set(PROFILER_RULES) - {"BatchSize"}
-    assert "BatchSize" not in {type(r).__name__ for r in default()}
+    in_default = {type(r).__name__ for r in default()}
+    assert in_default >= set(PROFILER_RULES) - {"BatchSize", "StepOutlier"}
+    assert not in_default & {"BatchSize", "StepOutlier"}
     assert find("GP206") is StepOutlier
 
 
@@ -67,12 +68,16 @@ def test_cpu_bottleneck_with_gpus_needs_idle_gpus_and_a_busy_core():
 
 
 def test_cpu_bottleneck_without_gpus_is_a_cpu_bound_step_not_a_gpu_claim():
-    fired = run_system(CPUBottleneck(window=10, patience=0), [sample(i, cores=(97.0, 93.0)) for i in range(10)])
+    saturated = [sample(i, cores=(97.0, 93.0)) for i in range(10)]
+    fired = run_system(CPUBottleneck(window=10, patience=0, cpu_only=True), saturated)
     assert len(fired) == 1 and "CPU-bound step" in fired[0].message and "GPU" not in fired[0].message
+    assert not run_system(CPUBottleneck(window=10, patience=0), saturated)  # cpu_only is off by default
     # one core pinned (a Python loop) is not a saturated host
-    assert not run_system(CPUBottleneck(window=10, patience=0), [sample(i, cores=(100.0, 10.0)) for i in range(10)])
+    assert not run_system(CPUBottleneck(window=10, patience=0, cpu_only=True),
+                          [sample(i, cores=(100.0, 10.0)) for i in range(10)])
     # patience skips the first samples
-    assert not run_system(CPUBottleneck(window=10, patience=5), [sample(i, cores=(97.0, 93.0)) for i in range(14)])
+    assert not run_system(CPUBottleneck(window=10, patience=5, cpu_only=True),
+                          [sample(i, cores=(97.0, 93.0)) for i in range(14)])
 
 
 def test_io_bottleneck():

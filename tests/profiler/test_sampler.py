@@ -41,19 +41,18 @@ def _send_over_loopback(nbytes: int) -> None:
 
 
 def test_sampler_reads_host_process_and_network_and_says_the_gpu_is_unavailable():
+    started = time.monotonic()
     sampler = SystemSampler()
     assert "gpu" in sampler.unavailable  # no bus ids: nothing to read
-    time.sleep(0.05)
-    started = time.monotonic()
     _send_over_loopback(50_000_000)
     values = sampler.sample()
-    elapsed = time.monotonic() - started
+    elapsed = time.monotonic() - started  # holds the sampler's own interval
     host, process = values[metrics.HOST], values[metrics.PROCESS]
     assert set(metrics.HOST_METRICS) - {metrics.CPU_IOWAIT} <= set(host)
     assert set(metrics.PROCESS_METRICS) == set(process)
     # Loopback traffic is counted once sent and once received; other traffic can only add to it.
-    assert host[metrics.NET_SENT] * (elapsed + 0.05) >= 50_000_000 * 0.99
-    assert host[metrics.NET_RECV] * (elapsed + 0.05) >= 50_000_000 * 0.99
+    assert host[metrics.NET_SENT] * elapsed >= 50_000_000
+    assert host[metrics.NET_RECV] * elapsed >= 50_000_000
     cores = [d for d in values if metrics.is_core(d)]
     assert len(cores) == psutil.cpu_count()
     for device in cores + [metrics.HOST]:

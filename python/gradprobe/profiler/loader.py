@@ -1,8 +1,11 @@
 """Data-loader wait with no code change: while a probe is active, the `__next__` of torch's
 DataLoader iterators (every DataLoader's, whichever loop or framework iterates it) is wrapped to
-time each batch's wait; the original is put back when the probe closes. The first time an
-iterator is seen, its loader's configuration is reported (num_workers, pin_memory, batch size,
-prefetch factor).
+time each batch's wait; the wrapper is taken out when the probe closes. The first time an iterator
+is seen, its loader's configuration is reported (num_workers, pin_memory, batch size, prefetch).
+
+Several probes at once (two models in one loop) each wrap what is there, so each gets the wait; a
+probe closed out of order leaves its wrapper in place, switched off (it then only passes through),
+and a later restore of the one below it takes both out.
 
 Any other iterable: `for batch in gradprobe.profiler.timed(batches, probe): ...`.
 """
@@ -18,7 +21,6 @@ from torch.utils.data import dataloader
 OnWait = Callable[[float, float], None]
 OnLoader = Callable[[dict[str, Any]], None]
 T = TypeVar("T")
-_MARKER = "_gradprobe_timed"
 
 
 def loader_config(iterator: Any) -> dict[str, Any]:
@@ -32,37 +34,38 @@ def loader_config(iterator: Any) -> dict[str, Any]:
 
 
 class LoaderPatch:
-    """Wraps `_BaseDataLoaderIter.__next__` until `restore()`. Only one probe at a time times the
-    loaders (`active` is False for a second one: the first probe keeps them)."""
+    """Wraps `_BaseDataLoaderIter.__next__` until `restore()`."""
 
     def __init__(self, on_wait: OnWait, on_loader: OnLoader) -> None:
-        iterator_class = dataloader._BaseDataLoaderIter
-        self.active = not getattr(iterator_class.__next__, _MARKER, False)
-        if not self.active:
-            return
-        original = iterator_class.__next__
-        last_seen: list[int] = [0]
+        below = dataloader._BaseDataLoaderIter.__next__
+        state = {"on": True, "last_seen": 0}
 
         def timed_next(iterator: Any) -> Any:
+            if not state["on"]:
+                return below(iterator)
             started = time.perf_counter()
             try:
-                return original(iterator)
+                return below(iterator)
             finally:
                 on_wait(started, time.perf_counter())
-                if id(iterator) != last_seen[0]:  # a new epoch or a new loader: report its configuration
-                    last_seen[0] = id(iterator)
+                if id(iterator) != state["last_seen"]:  # a new epoch or a new loader: report its configuration
+                    state["last_seen"] = id(iterator)
                     on_loader(loader_config(iterator))
 
-        setattr(timed_next, _MARKER, True)
-        self._original = original
-        self._timed = timed_next
-        iterator_class.__next__ = timed_next  # type: ignore[method-assign,assignment]
+        timed_next._gradprobe_below = below  # type: ignore[attr-defined]
+        timed_next._gradprobe_state = state  # type: ignore[attr-defined]
+        self._state = state
+        dataloader._BaseDataLoaderIter.__next__ = timed_next  # type: ignore[method-assign,assignment]
 
     def restore(self) -> None:
+        """Switches the wrapper off, then takes every switched-off wrapper off the top (another
+        probe's live wrapper, or someone else's patch, on top keeps ours in place, passing through)."""
+        self._state["on"] = False
         iterator_class = dataloader._BaseDataLoaderIter
-        if self.active and iterator_class.__next__ is self._timed:  # another patch on top: leave it alone
-            iterator_class.__next__ = self._original  # type: ignore[method-assign]
-        self.active = False
+        top = iterator_class.__next__
+        while getattr(top, "_gradprobe_state", {"on": True})["on"] is False:
+            top = top._gradprobe_below  # type: ignore[attr-defined]
+        iterator_class.__next__ = top  # type: ignore[method-assign]
 
 
 def timed(iterable: Iterable[T], probe: Any) -> Iterator[T]:

@@ -11,7 +11,8 @@ belongs to, minus gradprobe's own time spent inside it (`overhead()`, the probe'
   total:     from the previous step's end to this one's
 On a GPU, forward, backward and optimizer are replaced by the device's time between CUDA events
 recorded at the same boundaries, read when they have completed (a step or more later; never a
-synchronisation). No GPU: the CPU times above.
+synchronisation while training: only close() waits for the last step's events). No GPU: the CPU
+times above.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ _SLOT = {name: i for i, name in enumerate(PHASE_COLUMNS)}
 # CUDA events kept per step: forward start, forward end, optimizer start, optimizer end.
 _EVENTS = 4
 _RING = 8  # steps whose events may still be pending on the device
+READY_STEPS = 65_536
 
 
 class DeviceClock:
@@ -59,6 +61,12 @@ class DeviceClock:
         self._slot = (self._slot + 1) % _RING
         self._recorded[self._slot] = [False] * _EVENTS
 
+    def wait(self, slot: int) -> None:
+        """Waits for a slot's last event (at close only: the device finishes what is queued)."""
+        recorded = [i for i in range(_EVENTS) if self._recorded[slot][i]]
+        if recorded:
+            self._events[slot][recorded[-1]].synchronize()
+
     def times(self, slot: int) -> dict[str, float] | None:
         """Seconds of forward, backward and optimizer on the device, or None while pending."""
         events, recorded = self._events[slot], self._recorded[slot]
@@ -80,7 +88,8 @@ class StepTimer:
     def __init__(self, model: torch.nn.Module, optimizers: Sequence[torch.optim.Optimizer], node: str, rank: int,
                  overhead: Callable[[], float], device: torch.device | None = None) -> None:
         self.node, self.rank = node, rank
-        self.ready: deque[PhaseRecord] = deque()
+        # Bounded: a profiler thread stuck on a stalled disk drops the oldest steps, never grows memory.
+        self.ready: deque[PhaseRecord] = deque(maxlen=READY_STEPS)
         self._overhead = overhead
         self._clock: DeviceClock | None = DeviceClock(device) if device is not None and device.type == "cuda" else None
         self._pending: deque[tuple[int, PhaseRecord]] = deque()
@@ -196,5 +205,10 @@ class StepTimer:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
-        while self._pending:  # at close: what completed gets device times, the rest CPU times
+        if self._pending and self._clock is not None:  # at close the last steps get their device times too
+            try:
+                self._clock.wait(self._pending[-1][0])
+            except RuntimeError:
+                pass
+        while self._pending:
             self._read_device_times(force=True)

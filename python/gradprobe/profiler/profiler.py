@@ -76,7 +76,7 @@ class Profiler:
         self.node, self.rank = socket.gethostname(), rank
         self._writer, self._event, self._engine, self._run_dir = writer, event, engine, run_dir
         devices = model_cuda_devices(model)
-        self._records: deque[LoaderRecord | StartupRecord | RanksRecord] = deque()
+        self._records: deque[LoaderRecord | StartupRecord | RanksRecord] = deque(maxlen=1024)  # bounded, as above
         self._loaders: list[dict[str, Any]] = []
         self._step, self._mode = 0, "train"
         self._first_step_done = False

@@ -63,12 +63,13 @@ def default() -> list[Rule]:
     In: NonFinite, VanishingGradient, ExplodingGradient, Divergence, WeightUpdateRatio, AllZero,
     UnchangedTensor, DeadUnits, SaturatedActivation, PoorWeightInitialization, LossNotDecreasing,
     Overfit and Overtraining (silent without evaluations), StalledTraining; the profiler's rules
-    (silent without the profiler's records): CPUBottleneck, IOBottleneck, LowGPUUtilization,
-    GPUMemoryIncrease, StepOutlier, Dataloader, MaxInitializationTime, LoadBalancing and the
-    never-firing OverallSystemUsage summary.
+    (silent without the profiler's records): CPUBottleneck (GPU runs; cpu_only=False),
+    IOBottleneck, LowGPUUtilization, GPUMemoryIncrease, Dataloader, MaxInitializationTime,
+    LoadBalancing and the never-firing OverallSystemUsage summary.
     Left out on purpose: LowPrecisionRange (only meaningful under fp16/bf16 training),
     NLPSequenceRatio (short reviews are mostly padding at a fixed length), BatchSize (advice, not a
-    fault: most small experiments leave the GPU idle on purpose), ClassImbalance/Confusion
+    fault: most small experiments leave the GPU idle on purpose), StepOutlier (a shared or busy
+    machine makes outliers of every phase: mean + 3 sd over 100-ms hiccups), ClassImbalance/Confusion
     (they need predictions, and imbalanced labels are often the task), TensorVariance (needs
     model-specific bounds), LossSpike (small batches are noisy; Divergence covers sustained rises).
     Tuned here: PoorWeightInitialization without its absolute gradient-spread check (p95 - p5 <
@@ -77,7 +78,7 @@ def default() -> list[Rule]:
     return [NonFinite(), VanishingGradient(), ExplodingGradient(), Divergence(), WeightUpdateRatio(), AllZero(),
             UnchangedTensor(), DeadUnits(), SaturatedActivation(), PoorWeightInitialization(distribution_range=0.0),
             LossNotDecreasing(), Overfit(), Overtraining(), StalledTraining(), CPUBottleneck(), IOBottleneck(),
-            LowGPUUtilization(), GPUMemoryIncrease(), StepOutlier(), Dataloader(), MaxInitializationTime(),
+            LowGPUUtilization(), GPUMemoryIncrease(), Dataloader(), MaxInitializationTime(),
             LoadBalancing(), OverallSystemUsage()]
 
 

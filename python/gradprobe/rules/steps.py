@@ -38,7 +38,8 @@ class StepOutlier(Rule):
     costs its share of every run and is invisible in averages.
     Try: look at what runs every N steps in that phase; capture those steps with profile_steps.
     Defaults: SageMaker's (stddev 3, n_outliers 10); the mean and deviation are over the latest
-    `window` steps that were not outliers, after `patience` warm-up steps.
+    `window` steps that were not outliers, after `patience` warm-up steps. Not in default(): on a
+    shared machine, scheduling hiccups are outliers too.
     """
 
     code = "GP206"

@@ -60,9 +60,10 @@ class _SampleWindow(Rule):
 @dataclass
 class CPUBottleneck(_SampleWindow):
     """The CPU is the bottleneck: with GPUs, GPU utilisation below `gpu_threshold` while a core is
-    above `cpu_threshold`, in more than `threshold` percent of a window's samples; without a GPU,
-    every core together (the host's total) above `cpu_threshold` — reported as a CPU-bound step,
-    never as a GPU claim.
+    above `cpu_threshold`, in more than `threshold` percent of a window's samples. Without a GPU,
+    only with `cpu_only=True`: every core together (the host's total) above `cpu_threshold` —
+    reported as a CPU-bound step, never as a GPU claim (off by default: a CPU training that uses
+    every core is CPU-bound by design).
 
     Why: the GPU waits for the CPU (pre-processing, Python overhead, too few loader workers); on a
     CPU-only run, other work competes with the training for the cores.
@@ -77,6 +78,7 @@ class CPUBottleneck(_SampleWindow):
     threshold: float = 50.0
     cpu_threshold: float = 90.0
     gpu_threshold: float = 10.0
+    cpu_only: bool = False
 
     def on_system(self, record: SystemRecord) -> list[Finding]:
         gpus = gpu_values(record, m.GPU_UTIL)
@@ -84,6 +86,8 @@ class CPUBottleneck(_SampleWindow):
             cores = core_values(record)
             flag: bool | None = (bool(cores) and max(gpus.values()) < self.gpu_threshold
                                  and max(cores) > self.cpu_threshold)
+        elif not self.cpu_only:
+            return []
         else:
             total = host_value(record, m.CPU_UTIL)
             flag = None if total is None else total > self.cpu_threshold
@@ -291,6 +295,10 @@ class OverallSystemUsage(Rule):
     """Never fires: summarises every sampled metric (p50, p95, p99, min, max) per node and device
     into a `rule_summary` event at the end of the run (per-core devices are left out; the host's
     total stands for them). Percentiles cover the latest 4096 samples, min and max the whole run.
+
+    Why: one line per metric tells whether the run used what it paid for, and is the baseline
+    the other rules' findings are read against.
+    Try: compare runs' summaries (events.jsonl, type rule_summary) before and after a change.
     """
 
     code = "GP205"
