@@ -25,13 +25,14 @@ INTERVAL = 0.1  # seconds between system samples in the tests
 
 
 def profiler_rules() -> list[Rule]:
-    """Every profiler rule, with windows of about a second, CPUBottleneck judging CPU-only runs too.
+    """Every profiler rule, with windows of about a second, CPUBottleneck judging CPU-only runs too,
+    Dataloader at a 50 % wait share (a busy machine stretches a tiny step's collation too).
     MaxInitializationTime keeps a threshold no test process reaches: a pytest process is old by
     the time most tests run."""
     return [CPUBottleneck(window=10, patience=0, cpu_only=True), IOBottleneck(window=10, patience=0),
             LowGPUUtilization(window=10, patience=0), BatchSize(window=10, patience=0),
             GPUMemoryIncrease(window=5, patience=5, increase=0.5),
-            StepOutlier(n_outliers=3, min_excess_seconds=0.1, patience=5), Dataloader(window=20, patience=2),
+            StepOutlier(n_outliers=3, min_excess_seconds=0.1, patience=5), Dataloader(window=20, patience=2, wait_threshold=0.5),
             MaxInitializationTime(threshold=1e9), LoadBalancing(), OverallSystemUsage()]
 
 
