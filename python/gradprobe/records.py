@@ -70,7 +70,72 @@ class ModelFacts:
     module_types: Mapping[str, str] = field(default_factory=dict)
 
 
-Record = Union[StatsRecord, ScalarRecord, InputRecord, PredictionRecord, ModelFacts]
+@dataclass(frozen=True)
+class SystemRecord:
+    """One system sample: per device ("host", "process", "cpu<i>", "gpu<i>"), metric -> value
+    (names in gradprobe.metrics). A metric that could not be read is absent, never NaN."""
+
+    time: float
+    node: str
+    rank: int
+    step: int  # the step in progress when sampled
+    mode: str
+    values: Mapping[str, Mapping[str, float]]
+
+
+@dataclass(frozen=True)
+class PhaseRecord:
+    """Seconds one step spent per phase (store.schema.PHASE_COLUMNS; NaN: not measured).
+
+    time is the step's start (unix seconds); gradprobe's own time is excluded from the other phases."""
+
+    step: int
+    mode: str
+    node: str
+    rank: int
+    time: float
+    phases: Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class LoaderRecord:
+    """A data loader's configuration, recorded when iteration over it starts; cuda: the training
+    runs on a GPU; cpus: the cores available to this process; local_ranks: processes on this node."""
+
+    step: int
+    mode: str
+    num_workers: int
+    pin_memory: bool
+    batch_size: int | None
+    prefetch_factor: int | None
+    cpus: int
+    local_ranks: int
+    cuda: bool
+
+
+@dataclass(frozen=True)
+class StartupRecord:
+    """Seconds from the process's start to the end of its first step."""
+
+    step: int
+    mode: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class RanksRecord:
+    """Every rank's summary over the same window of steps, exchanged across ranks: per rank its
+    mean seconds per phase, and per device ("rank<r>/gpu<i>" or "rank<r>/process") a utilisation
+    histogram (counts over `bins` equal bins of 0-100 %)."""
+
+    step: int
+    mode: str
+    phase_means: Mapping[int, Mapping[str, float]]
+    utilization: Mapping[str, Sequence[int]]
+
+
+Record = Union[StatsRecord, ScalarRecord, InputRecord, PredictionRecord, ModelFacts, SystemRecord, PhaseRecord,
+               LoaderRecord, StartupRecord, RanksRecord]
 
 
 class Observer(Protocol):

@@ -1,5 +1,5 @@
 """The package's layers import one way: stats -> records -> rules -> actions, store beside them,
-probe on top; no cycle between subpackages; imports at the top of modules, except the few optional
+the profiler above them, probe on top; no cycle between subpackages; imports at the top of modules, except the few optional
 heavy ones named here with the reason."""
 
 from __future__ import annotations
@@ -25,13 +25,15 @@ ALLOWED = {
     "_version": {"_core"},
     "redact": set(),
     "stats": {"_core", "_cuda"},
-    "records": {"stats"},
-    "rules": {"records", "stats"},
+    "metrics": set(),
+    "records": {"stats", "metrics"},
+    "rules": {"records", "stats", "metrics"},
     "actions": {"rules", "records", "stats", "redact"},
     "store": {"records", "stats"},
     "export": {"store", "stats", "records"},
-    "probe": {"_core", "_version", "stats", "records", "rules", "actions", "store"},
-    "report": {"store", "rules", "records", "stats"},
+    "profiler": {"metrics", "records", "rules", "actions", "store", "stats"},
+    "probe": {"_core", "_version", "stats", "records", "rules", "actions", "store", "profiler", "metrics"},
+    "report": {"store", "rules", "records", "stats", "metrics"},
 }
 
 

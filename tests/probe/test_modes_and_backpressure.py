@@ -80,7 +80,8 @@ def test_a_stalled_writer_never_blocks_training_and_drops_with_a_count(tmp_path,
         opt.step()
         opt.zero_grad()
         probe.step(loss=loss)
-    assert len(writes) == 1  # the consumer is stuck in its first write; the training loop went on
+    # The consumer is stuck in its first write (the profiler's thread in its own); the training loop went on.
+    assert len([table for table in writes if table not in ("system", "phases")]) == 1
     release.set()
     probe.close()
     run = open_run(tmp_path / "run")

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..profiler import ProfilerConfig
 from ..store.config import MAX_SECONDS, ConfigError, StoreConfig, check_fields
 from .schedule import Schedule
 
@@ -103,6 +104,7 @@ def builtin_collections(preset: str) -> tuple[Collection, ...]:
 class ProbeConfig:
     collections: tuple[Collection, ...] = field(default_factory=lambda: builtin_collections("default"))
     store: StoreConfig = field(default_factory=StoreConfig)
+    profiler: ProfilerConfig = field(default_factory=ProfilerConfig)  # docs/profiler.md
     # Which modules' outputs are activations: "leaf" (modules without children) or a regex list.
     activation_modules: tuple[str, ...] = ()
     token_ids: Mapping[str, int] = field(default_factory=dict)  # inputs: e.g. {"pad": 0, "unk": 100}
@@ -132,16 +134,17 @@ class ProbeConfig:
 
     @classmethod
     def from_preset(cls, name: str) -> ProbeConfig:
-        return cls(collections=builtin_collections(name), preset=name)
+        return cls(collections=builtin_collections(name), preset=name, profiler=ProfilerConfig.for_preset(name))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ProbeConfig:
         """Keys: preset, collections ({name: {kind, include, exclude, schedule | schedules, histogram,
-        enabled}}), store, activation_modules, token_ids, backend, cpu_threads, max_queued_items,
-        max_queue_wait_seconds, close_timeout_seconds, nonfinite_origin. Values are checked, never coerced."""
+        enabled}}), store, profiler (ProfilerConfig's fields), activation_modules, token_ids, backend, cpu_threads,
+        max_queued_items, max_queue_wait_seconds, close_timeout_seconds, nonfinite_origin. Values are checked,
+        never coerced."""
         scalars = {"backend", "cpu_threads", "max_queued_items", "max_queue_wait_seconds", "close_timeout_seconds",
                    "nonfinite_origin"}
-        known = {"preset", "collections", "store", "activation_modules", "token_ids"} | scalars
+        known = {"preset", "collections", "store", "profiler", "activation_modules", "token_ids"} | scalars
         _reject_unknown(data, known, "config")
         preset = data.get("preset", "default")
         if not isinstance(preset, str):
@@ -184,6 +187,7 @@ class ProbeConfig:
         return cls(
             collections=tuple(collections.values()),
             store=StoreConfig(**store),
+            profiler=ProfilerConfig.from_dict(data.get("profiler") or {}, ProfilerConfig.for_preset(preset)),
             activation_modules=_as_tuple(data.get("activation_modules", ()), "activation_modules"),
             token_ids=dict(_mapping(data.get("token_ids", {}), "token_ids")),
             preset=preset,
@@ -216,6 +220,7 @@ class ProbeConfig:
                                      "schedules": {m: dataclasses.asdict(s) for m, s in c.schedules.items()},
                                      "histogram": c.histogram} for c in self.collections},
             "store": dataclasses.asdict(self.store),
+            "profiler": self.profiler.to_dict(),
             "activation_modules": list(self.activation_modules),
             "token_ids": dict(self.token_ids),
             "backend": self.backend,

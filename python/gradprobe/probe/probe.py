@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from ..actions import Action
+from ..profiler import Profiler
 from ..records import Observer
 from ..rules import Finding, Rule
 from .capture import StepState, TensorCapture
@@ -90,6 +91,11 @@ class Probe:
         self._capture = TensorCapture(model, self.config, self._consumer, self._session.event)
         self._watch.give_facts(model_facts(model, self._capture.plans.groups))
         self._session.write_meta(model, self._capture.plans.groups, self.config.to_dict(), self.optimizers)
+        # Before ProbeHooks: its optimizer hooks then run after the timer's (their time is gradprobe's).
+        self.profiler = Profiler(self.config.profiler, model=model, optimizers=self.optimizers, run_dir=self.out_dir,
+                                 rank=self.rank, world_size=self.world_size, writer=self._session.writer,
+                                 event=self._session.event, engine=self.engine, actions=actions or (),
+                                 overhead=lambda: self._state.overhead)
         self._hooks = ProbeHooks(model, self.optimizers, self.config, before_optimizer_step=self._before_optimizer_step,
                                  before_clipping=self._before_clipping, on_registration=self._capture.on_registration,
                                  on_activations=self._on_activations, on_model_inputs=self._on_model_inputs,
@@ -99,13 +105,14 @@ class Probe:
         self._hooks.arm_activations(self._mode, self._steps[self._mode])
         self._session.event({"type": "start", "preset": self.config.preset,
                              "parameters": len(self._capture.plans.params),
-                             "first_step": dict(self._session.first_steps)})
+                             "first_step": dict(self._session.first_steps), "profiler": self.profiler.facts})
 
     def _abandon(self, error: BaseException) -> None:
         self._closed = True
         timeout = self.config.close_timeout_seconds
         # Whatever _start created before it failed, in the order close() stops it.
         for part, stop in (("_hooks", lambda hooks: hooks.remove()),
+                           ("profiler", lambda profiler: profiler.close(timeout)),
                            ("_consumer", lambda consumer: consumer.close(timeout)),
                            ("_watch", lambda watch: watch.close(timeout))):
             if hasattr(self, part):
@@ -152,6 +159,10 @@ class Probe:
             self._consumer.put(item)
         except Exception as error:  # recording must never break training
             self._record_failure("step", error)
+        try:
+            self.profiler.end_step(step, mode, state.overhead + time.perf_counter() - started)
+        except Exception as error:
+            self._record_failure("profiler", error)
         self._steps[mode] += 1
         self._state = StepState()
         self._hooks.arm_activations(self._mode, self._steps[self._mode])
@@ -203,6 +214,7 @@ class Probe:
         self._closed = True
         timeout = self.config.close_timeout_seconds
         self._hooks.remove()
+        self.profiler.close(timeout)
         if not self._consumer.close(timeout):
             self._session.event({"type": "unprocessed", "items": dict(self._consumer.unprocessed),
                                  "reason": f"close() waited {timeout:g} s for the consumer thread"})

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..records import ScalarRecord, StatsRecord
+from ..records import LoaderRecord, PhaseRecord, RanksRecord, ScalarRecord, StartupRecord, StatsRecord, SystemRecord
 
 
 class Severity(enum.IntEnum):
@@ -88,6 +88,26 @@ class Rule:
 
     def on_tick(self, now: float, last_step_time: float | None, step: int, mode: str) -> list[Finding]:
         return []
+
+    # -- the profiler's records (gradprobe.profiler) ----------------------------------------------------
+    def on_system(self, record: SystemRecord) -> list[Finding]:
+        return []
+
+    def on_phases(self, record: PhaseRecord) -> list[Finding]:
+        return []
+
+    def on_loader(self, record: LoaderRecord) -> list[Finding]:
+        return []
+
+    def on_startup(self, record: StartupRecord) -> list[Finding]:
+        return []
+
+    def on_ranks(self, record: RanksRecord) -> list[Finding]:
+        return []
+
+    def summary(self) -> dict[str, Any] | None:
+        """A report the engine emits at close as a `rule_summary` event (None: nothing to report)."""
+        return None
 
     # -- helpers ------------------------------------------------------------------------------------
     @property

@@ -15,7 +15,19 @@ import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ..records import InputRecord, ModelFacts, PredictionRecord, Record, ScalarRecord, StatsRecord
+from ..records import (
+    InputRecord,
+    LoaderRecord,
+    ModelFacts,
+    PhaseRecord,
+    PredictionRecord,
+    RanksRecord,
+    Record,
+    ScalarRecord,
+    StartupRecord,
+    StatsRecord,
+    SystemRecord,
+)
 from .base import Finding, Rule, Severity
 from .system import StalledTraining
 
@@ -65,6 +77,22 @@ class RuleEngine:
     def on_predictions(self, record: PredictionRecord) -> None:
         self._run("on_predictions", record.step, record.mode, record.labels, record.predictions)
 
+    # The profiler's records (live: the profiler thread and the training thread).
+    def on_system(self, record: SystemRecord) -> None:
+        self._run("on_system", record)
+
+    def on_phases(self, record: PhaseRecord) -> None:
+        self._run("on_phases", record)
+
+    def on_loader(self, record: LoaderRecord) -> None:
+        self._run("on_loader", record)
+
+    def on_startup(self, record: StartupRecord) -> None:
+        self._run("on_startup", record)
+
+    def on_ranks(self, record: RanksRecord) -> None:
+        self._run("on_ranks", record)
+
     def give_facts(self, facts: ModelFacts) -> None:
         """Rules that need parameter shapes or module types get them unless given explicitly."""
         for rule in self.rules:
@@ -86,6 +114,8 @@ class RuleEngine:
                 self.on_predictions(record)
             elif isinstance(record, ModelFacts):
                 self.give_facts(record)
+            elif type(record) in _PROFILER_HOOKS:
+                self._run(_PROFILER_HOOKS[type(record)], record)
             else:
                 raise TypeError(f"replay: not a record: {type(record).__name__}")
         self.close()
@@ -107,9 +137,20 @@ class RuleEngine:
             self.stop_reason = reason
 
     def close(self, timeout: float = 30.0) -> None:
+        """Stops the clock and emits each rule's summary (once) as a `rule_summary` event."""
+        if self._closed.is_set():
+            return
         self._closed.set()
         if self._tick is not None:
             self._tick.join(timeout)
+        for rule in self.rules:
+            try:
+                summary = rule.summary()
+            except Exception:
+                self._event({"type": "rule_error", "rule": rule.name, "error": traceback.format_exc(limit=3)})
+                continue
+            if summary is not None:
+                self._event({"type": "rule_summary", "rule": rule.name, "code": rule.code, "summary": summary})
 
     # -- internals ----------------------------------------------------------------------------------
     def _run(self, method: str, *args: Any) -> list[Finding]:
@@ -148,6 +189,10 @@ class RuleEngine:
         while not self._closed.wait(interval):
             step, mode = self._last_step
             self._run("on_tick", time.time(), self._last_step_time, step, mode)
+
+
+_PROFILER_HOOKS: dict[type, str] = {SystemRecord: "on_system", PhaseRecord: "on_phases", LoaderRecord: "on_loader",
+                                    StartupRecord: "on_startup", RanksRecord: "on_ranks"}
 
 
 def at_least(findings: Iterable[Finding], severity: Severity | str) -> list[Finding]:

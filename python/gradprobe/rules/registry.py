@@ -14,13 +14,24 @@ from .initialization import PoorWeightInitialization
 from .inputs import NLPSequenceRatio
 from .loss import LossNotDecreasing, LossSpike, Overfit, Overtraining
 from .nonfinite import NonFinite
+from .steps import Dataloader, LoadBalancing, MaxInitializationTime, StepOutlier
 from .system import StalledTraining
+from .system_usage import (
+    BatchSize,
+    CPUBottleneck,
+    GPUMemoryIncrease,
+    IOBottleneck,
+    LowGPUUtilization,
+    OverallSystemUsage,
+)
 from .weights import AllZero, TensorVariance, UnchangedTensor, WeightUpdateRatio
 
 BUILTIN: tuple[type[Rule], ...] = (
     NonFinite, VanishingGradient, ExplodingGradient, LowPrecisionRange, WeightUpdateRatio, AllZero,
     UnchangedTensor, TensorVariance, LossNotDecreasing, LossSpike, Divergence, Overfit, Overtraining, DeadUnits,
     SaturatedActivation, PoorWeightInitialization, ClassImbalance, Confusion, NLPSequenceRatio, StalledTraining,
+    CPUBottleneck, IOBottleneck, LowGPUUtilization, BatchSize, GPUMemoryIncrease, OverallSystemUsage, StepOutlier,
+    Dataloader, MaxInitializationTime, LoadBalancing,
 )
 ENTRY_POINT_GROUP = "gradprobe.rules"
 
@@ -51,9 +62,14 @@ def default() -> list[Rule]:
 
     In: NonFinite, VanishingGradient, ExplodingGradient, Divergence, WeightUpdateRatio, AllZero,
     UnchangedTensor, DeadUnits, SaturatedActivation, PoorWeightInitialization, LossNotDecreasing,
-    Overfit and Overtraining (silent without evaluations), StalledTraining.
+    Overfit and Overtraining (silent without evaluations), StalledTraining; the profiler's rules
+    (silent without the profiler's records): CPUBottleneck (GPU runs; cpu_only=False),
+    IOBottleneck, LowGPUUtilization, GPUMemoryIncrease, Dataloader, MaxInitializationTime,
+    LoadBalancing and the never-firing OverallSystemUsage summary.
     Left out on purpose: LowPrecisionRange (only meaningful under fp16/bf16 training),
-    NLPSequenceRatio (short reviews are mostly padding at a fixed length), ClassImbalance/Confusion
+    NLPSequenceRatio (short reviews are mostly padding at a fixed length), BatchSize (advice, not a
+    fault: most small experiments leave the GPU idle on purpose), StepOutlier (a shared or busy
+    machine makes outliers of every phase: mean + 3 sd over 100-ms hiccups), ClassImbalance/Confusion
     (they need predictions, and imbalanced labels are often the task), TensorVariance (needs
     model-specific bounds), LossSpike (small batches are noisy; Divergence covers sustained rises).
     Tuned here: PoorWeightInitialization without its absolute gradient-spread check (p95 - p5 <
@@ -61,7 +77,9 @@ def default() -> list[Rule]:
     """
     return [NonFinite(), VanishingGradient(), ExplodingGradient(), Divergence(), WeightUpdateRatio(), AllZero(),
             UnchangedTensor(), DeadUnits(), SaturatedActivation(), PoorWeightInitialization(distribution_range=0.0),
-            LossNotDecreasing(), Overfit(), Overtraining(), StalledTraining()]
+            LossNotDecreasing(), Overfit(), Overtraining(), StalledTraining(), CPUBottleneck(), IOBottleneck(),
+            LowGPUUtilization(), GPUMemoryIncrease(), Dataloader(), MaxInitializationTime(),
+            LoadBalancing(), OverallSystemUsage()]
 
 
 def resolve(spec: str | Iterable[str | Rule] | None) -> list[Rule]:
