@@ -13,6 +13,8 @@ from typing import Any
 from ..store.config import MAX_SECONDS, ConfigError, StoreConfig, check_fields
 from .schedule import Schedule
 
+DISTRIBUTED_MODES: tuple[str, ...] = ("auto", "off", "replicated", "sharded")  # probe/distributed.py
+
 # What a collection measures. Tensor kinds go through the fused kernels; the others are scalars/counts.
 TENSOR_KINDS: tuple[str, ...] = ("grad", "weight", "update", "activation")
 KINDS: tuple[str, ...] = TENSOR_KINDS + ("input",)
@@ -117,11 +119,15 @@ class ProbeConfig:
     # close() waits at most this long for each of: pending actions (e-mail, webhooks), the consumer
     # thread, the writer thread; what it could not finish is recorded in events.jsonl.
     close_timeout_seconds: float = 5.0
+    # Under torch.distributed: "auto", "off", "replicated" (DDP) or "sharded" (FSDP2); see probe/distributed.py.
+    distributed: str = "auto"
 
     def __post_init__(self) -> None:
         check_fields(self, "", {"cpu_threads": 0, "max_queued_items": 2, "max_queue_wait_seconds": 0.0,
                                 "close_timeout_seconds": 0.0},
                      {"max_queue_wait_seconds": MAX_SECONDS, "close_timeout_seconds": MAX_SECONDS})
+        if self.distributed not in DISTRIBUTED_MODES:
+            raise ValueError(f"distributed {self.distributed!r} is unknown (known: {', '.join(DISTRIBUTED_MODES)})")
         if self.backend not in PROBE_BACKENDS:
             raise ValueError(f"backend {self.backend!r} cannot run the probe (choose from "
                              f"{', '.join(str(b) for b in PROBE_BACKENDS)}; 'torch', the float64 reference, "
@@ -135,8 +141,9 @@ class ProbeConfig:
     def from_dict(cls, data: Mapping[str, Any]) -> ProbeConfig:
         """Keys: preset, collections ({name: {kind, include, exclude, schedule | schedules, histogram,
         enabled}}), store, activation_modules, token_ids, backend, cpu_threads, max_queued_items,
-        max_queue_wait_seconds, close_timeout_seconds. Values are checked, never coerced."""
-        scalars = {"backend", "cpu_threads", "max_queued_items", "max_queue_wait_seconds", "close_timeout_seconds"}
+        max_queue_wait_seconds, close_timeout_seconds, distributed. Values are checked, never coerced."""
+        scalars = {"backend", "cpu_threads", "max_queued_items", "max_queue_wait_seconds", "close_timeout_seconds",
+                   "distributed"}
         known = {"preset", "collections", "store", "activation_modules", "token_ids"} | scalars
         _reject_unknown(data, known, "config")
         preset = data.get("preset", "default")
@@ -219,6 +226,7 @@ class ProbeConfig:
             "max_queued_items": self.max_queued_items,
             "max_queue_wait_seconds": self.max_queue_wait_seconds,
             "close_timeout_seconds": self.close_timeout_seconds,
+            "distributed": self.distributed,
         }
 
 

@@ -33,6 +33,7 @@ from ..rules import Finding, Rule
 from .capture import StepState, TensorCapture
 from .config import MODES, ProbeConfig, resolve_config
 from .consumer import Consumer, PredictionItem
+from .distributed import Distribution, RankInfo, actions_for_rank, resolve_mode
 from .hooks import ProbeHooks
 from .meta import ParameterGroups, model_facts
 from .scalars import scalar_item
@@ -85,12 +86,18 @@ class Probe:
                observers: Iterable[Observer]) -> None:
         self.rank, self.world_size = self._session.rank, self._session.world_size
         self._stop = StopAgreement(self.world_size)
+        self.rank_info = RankInfo.current()
+        self.distributed = resolve_mode(self.config.distributed, model, self.world_size)
+        if self.distributed != "off":  # every rank sees every rank's statistics: rank 0 alone notifies
+            actions = actions_for_rank(actions, self.rank)
         self._watch = Watch(rules, actions, self._session.event, self.out_dir)
         self.engine = self._watch.engine
         self._consumer = Consumer(self._session.writer.write, [*observers, *self._watch.observers],
                                   max_items=self.config.max_queued_items,
                                   max_wait_seconds=self.config.max_queue_wait_seconds)
         self._capture = TensorCapture(model, self.config, self._consumer, self._session.event)
+        if self.distributed != "off":
+            self._capture.distribution = Distribution(self.distributed, self.rank, self.world_size)
         self._watch.give_facts(model_facts(model, self._capture.plans.groups))
         self._session.write_meta(model, self._capture.plans.groups, self.config.to_dict(), self.optimizers)
         hooked = self.optimizers if self._optimizer_hooks else []
@@ -100,7 +107,8 @@ class Probe:
         self._hooks.arm_activations(self._mode, self._steps[self._mode])
         self._session.event({"type": "start", "preset": self.config.preset,
                              "parameters": len(self._capture.plans.params),
-                             "first_step": dict(self._session.first_steps)})
+                             "first_step": dict(self._session.first_steps), "distributed": self.distributed,
+                             **self.rank_info.to_dict()})
 
     def _abandon(self, error: BaseException) -> None:
         self._closed = True

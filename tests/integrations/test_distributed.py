@@ -1,0 +1,76 @@
+"""Two gloo ranks in one launch: DDP with the statistics split across ranks (each rank's partition
+equals the single-process float64 statistics of the all-reduced gradients, each rank reduced only
+its share), a planted NaN stopping both ranks at the same step, and FSDP2 shards whose merged
+statistics equal those of the unsharded gradients."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import numpy as np
+import pytest
+import torch.multiprocessing as mp
+
+import gradprobe
+from gradprobe.stats import FIELDS
+
+from . import dist_worker
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dist")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(dist_worker.run, args=(2, port, str(out)), nprocs=2, join=True)
+    return out, [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
+
+
+def assert_partition_matches(run, rank: int, oracles: list[dict]) -> None:
+    stats = run.stats("grad")
+    mine = stats[stats["rank"] == rank]
+    assert mine["present"].all()
+    for step, expected in enumerate(oracles):
+        at = mine[mine["step"] == step].set_index("tensor")
+        assert sorted(at.index) == sorted(expected)
+        for name, values in expected.items():
+            scale = max(abs(values[FIELDS.index("min")]), abs(values[FIELDS.index("max")]))
+            # Near-cancelling means are compared at the tensor's scale, not their own.
+            np.testing.assert_allclose(at.loc[name, list(FIELDS)].to_numpy(float), values, rtol=1e-6,
+                                       atol=1e-7 * scale, err_msg=f"rank {rank} step {step} {name}")
+
+
+def test_ddp_split_statistics_equal_the_single_process_ones(two_ranks):
+    out, results = two_ranks
+    run = gradprobe.open_run(out / "ddp")
+    assert [r["ddp"]["mode"] for r in results] == ["replicated", "replicated"]
+    assert sorted(run.table("stats").column("rank").unique().to_pylist()) == [0, 1]  # a partition per rank
+    for rank, result in enumerate(results):
+        assert len(result["ddp"]["oracles"]) == dist_worker.NAN_STEP
+        assert_partition_matches(run, rank, result["ddp"]["oracles"])
+    tensors = len(results[0]["ddp"]["oracles"][0])
+    owned = [r["ddp"]["owned"] for r in results]
+    assert all(0 < n < tensors for per_rank in owned for n in per_rank)  # each rank reduced only a share
+    assert [a + b for a, b in zip(*owned)] == [tensors] * len(owned[0])
+    starts = {e["rank"]: e for e in run.events("start")}
+    assert {r: (e["local_rank"], e["world_size"]) for r, e in starts.items()} == {0: (0, 2), 1: (1, 2)}
+    assert all(e["node"] for e in starts.values())
+
+
+def test_a_stop_on_one_rank_stops_both_at_the_same_step(two_ranks):
+    _, results = two_ranks
+    stops = [r["ddp"]["stopped_at"] for r in results]
+    assert stops[0] == stops[1] and dist_worker.NAN_STEP <= stops[0] < 40, stops
+
+
+def test_fsdp_merged_statistics_equal_the_unsharded_ones(two_ranks):
+    out, results = two_ranks
+    run = gradprobe.open_run(out / "fsdp")
+    assert [r["fsdp"]["mode"] for r in results] == ["sharded", "sharded"]
+    local = [r["fsdp"]["local_numels"] for r in results]
+    assert any(a != b for a, b in zip(*local))  # the shards really differ (uneven, one even empty)
+    for rank, result in enumerate(results):
+        assert len(result["fsdp"]["oracles"]) == dist_worker.FSDP_STEPS
+        assert_partition_matches(run, rank, result["fsdp"]["oracles"])
