@@ -34,7 +34,7 @@ def main() -> None:
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     generator = torch.Generator().manual_seed(dist.get_rank())  # each rank its own batches
     with gradprobe.Probe(model, optimizer, out_dir=args.out, actions=[StopTraining()]) as probe:
-        for step in range(args.steps):
+        for _ in range(args.steps):
             x = torch.randn(64, 32, generator=generator).to(device)
             loss = (model(x) - x.sum(1, keepdim=True).sin()).pow(2).mean()
             loss.backward()

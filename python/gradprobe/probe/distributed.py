@@ -34,7 +34,7 @@ from .config import DISTRIBUTED_MODES
 
 # A crashed rank leaves the others' exchange waiting this long before it fails (and is reported).
 EXCHANGE_TIMEOUT = timedelta(seconds=120)
-_MOMENTS_ZEROED_WHEN_ABSENT = (FIELDS.index("l2"), FIELDS.index("l1"))
+_NORMS = np.array([FIELDS.index("l2"), FIELDS.index("l1")])
 
 
 @dataclass(frozen=True)
@@ -96,13 +96,13 @@ def is_dtensor(tensor: torch.Tensor) -> bool:
 def balanced_owners(numels: Sequence[int], world_size: int) -> np.ndarray:
     """The rank owning each tensor: largest first to the least loaded rank (deterministic, so
     every rank computes the same answer)."""
-    numels = np.asarray(numels, np.int64)
-    owners = np.zeros(len(numels), np.int64)
+    sizes = np.asarray(numels, np.int64)
+    owners = np.zeros(len(sizes), np.int64)
     load = np.zeros(world_size, np.int64)
-    for i in np.argsort(-numels, kind="stable"):
+    for i in np.argsort(-sizes, kind="stable"):
         owner = int(np.argmin(load))
         owners[i] = owner
-        load[owner] += numels[i]
+        load[owner] += sizes[i]
     return owners
 
 
@@ -126,7 +126,7 @@ def merge_shards(shards: Sequence[tuple[Stats, np.ndarray]]) -> tuple[Stats, np.
     emptied = []
     for stats, present in shards:
         table = stats.table()
-        table[np.ix_(~present, _MOMENTS_ZEROED_WHEN_ABSENT)] = 0.0  # norms of nothing are 0, not NaN
+        table[np.ix_(~present, _NORMS)] = 0.0  # norms of nothing are 0, not NaN
         emptied.append(Stats.from_table(table, stats.hist))
     present = np.logical_or.reduce([p for _, p in shards])
     return reduce(merge, emptied), present
@@ -136,9 +136,10 @@ def owned_rows(shards: Sequence[tuple[Stats, np.ndarray]], owners: np.ndarray) -
     """Each tensor's row from the rank that owns it."""
     tables = np.stack([stats.table() for stats, _ in shards])
     rows = np.arange(len(owners))
+    hists = [stats.hist for stats, _ in shards]
     hist = None
-    if all(stats.hist is not None for stats, _ in shards):
-        hist = np.stack([stats.hist for stats, _ in shards])[owners, rows]
+    if all(h is not None for h in hists):
+        hist = np.stack([h for h in hists if h is not None])[owners, rows]
     present = np.stack([p for _, p in shards])[owners, rows]
     return Stats.from_table(tables[owners, rows], hist), present
 
