@@ -14,6 +14,7 @@ import torch.distributed as dist
 
 FSDP_STEPS = 3
 NAN_STEP = 5
+CRASH_STEP = 3
 
 
 def oracle(names: list[str], grads: list[torch.Tensor]) -> dict[str, list[float]]:
@@ -84,12 +85,34 @@ def fsdp_run(rank: int, out: Path) -> dict:
     return {"oracles": oracles, "mode": mode, "local_numels": [p.to_local().numel() for p in net.parameters()]}
 
 
+def crash_run(rank: int, out: Path) -> None:
+    """Rank 1 dies abruptly at step CRASH_STEP; rank 0's next collective fails and its probe closes."""
+    from gradprobe import Probe
+
+    net = model(2)
+    opt = torch.optim.SGD(net.parameters(), lr=0.01)
+    error = None
+    try:
+        with Probe(net, opt, out_dir=out / "crash", rules=[], config={"distributed": "replicated"}) as probe:
+            for step in range(20):
+                if rank == 1 and step == CRASH_STEP:
+                    os._exit(0)  # no cleanup, no flush: as a killed process
+                net(torch.randn(8, 16)).pow(2).mean().backward()
+                opt.step()
+                opt.zero_grad()
+                probe.step()
+    except RuntimeError as failure:  # the training's own collective (the stop agreement) fails
+        error = repr(failure)
+    Path(out, "crash.json").write_text(json.dumps({"error": error}))
+
+
 def run(rank: int, world_size: int, port: int, out: str) -> None:
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
     os.environ["LOCAL_RANK"] = str(rank)  # as torchrun sets it
     try:
         result = {"ddp": ddp_run(rank, Path(out)), "fsdp": fsdp_run(rank, Path(out))}
         Path(out, f"rank{rank}.json").write_text(json.dumps(result, default=float))
+        crash_run(rank, Path(out))  # last: it ends the group
     finally:
         dist.destroy_process_group()
         os._exit(0)

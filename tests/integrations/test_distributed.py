@@ -1,7 +1,8 @@
 """Two gloo ranks in one launch: DDP with the statistics split across ranks (each rank's partition
 equals the single-process float64 statistics of the all-reduced gradients, each rank reduced only
 its share), a planted NaN stopping both ranks at the same step, and FSDP2 shards whose merged
-statistics equal those of the unsharded gradients."""
+statistics equal those of the unsharded gradients, and a rank killed mid-run leaves the other's
+data readable."""
 
 from __future__ import annotations
 
@@ -74,3 +75,15 @@ def test_fsdp_merged_statistics_equal_the_unsharded_ones(two_ranks):
     for rank, result in enumerate(results):
         assert len(result["fsdp"]["oracles"]) == dist_worker.FSDP_STEPS
         assert_partition_matches(run, rank, result["fsdp"]["oracles"])
+
+
+def test_a_crashed_rank_leaves_the_others_data_readable(two_ranks):
+    out, _ = two_ranks
+    assert "Connection" in json.loads((out / "crash.json").read_text())["error"]  # rank 0 saw its peer die
+    run = gradprobe.open_run(out / "crash")
+    assert run.meta["status"] == "failed"
+    grads = run.stats("grad")
+    survivor = grads[grads["rank"] == 0]
+    assert sorted(survivor["step"].unique()) == list(range(dist_worker.CRASH_STEP))
+    assert survivor["present"].all()
+    assert [e["status"] for e in run.events("close")] == ["failed"]  # rank 0's; rank 1 never closed
