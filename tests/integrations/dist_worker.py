@@ -18,10 +18,11 @@ CRASH_STEP = 3
 
 
 def oracle(names: list[str], grads: list[torch.Tensor]) -> dict[str, list[float]]:
+    """Per tensor: the FIELDS, then the histogram counts (float64 reference over the float32 values)."""
     from gradprobe import tensor_stats
 
-    stats = tensor_stats([g.detach().double() for g in grads], backend="torch")
-    return {name: stats.table()[i].tolist() for i, name in enumerate(names)}
+    stats = tensor_stats([g.detach().double() for g in grads], backend="torch", histogram=True)
+    return {name: stats.table()[i].tolist() + stats.hist[i].tolist() for i, name in enumerate(names)}
 
 
 def model(seed: int = 0) -> torch.nn.Module:
@@ -96,7 +97,8 @@ def crash_run(rank: int, out: Path) -> None:
         with Probe(net, opt, out_dir=out / "crash", rules=[], config={"distributed": "replicated"}) as probe:
             for step in range(20):
                 if rank == 1 and step == CRASH_STEP:
-                    os._exit(0)  # no cleanup, no flush: as a killed process
+                    probe.flush()  # its exchanges of the steps before are done: the survivor's are whole
+                    os._exit(0)  # then no cleanup, no close: as a killed process
                 net(torch.randn(8, 16)).pow(2).mean().backward()
                 opt.step()
                 opt.zero_grad()
