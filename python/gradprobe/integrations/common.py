@@ -3,6 +3,7 @@ model and optimizers, and the report at the end of training."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.util
 import warnings
@@ -15,6 +16,7 @@ import torch
 
 from ..actions import Action
 from ..probe import Probe
+from ..probe.config import resolve_config
 from ..probe.probe import ConfigLike
 from ..rules import Rule
 
@@ -33,10 +35,15 @@ class ProbeSettings:
     exist: str = "error"
 
     def open(self, model: torch.nn.Module, optimizers: Sequence[torch.optim.Optimizer], *,
-             optimizer_hooks: bool = True) -> Probe:
+             optimizer_hooks: bool = True, data_parallel: bool = False) -> Probe:
+        """data_parallel: the framework runs plain DDP on this (unwrapped) model, so the gradients
+        are replicated: distributed "auto" becomes "replicated" (the probe cannot see the wrapper)."""
+        config = resolve_config(self.config)
+        if data_parallel and config.distributed == "auto":
+            config = dataclasses.replace(config, distributed="replicated")
         rules = list(self.rules) if self.rules is not None and not isinstance(self.rules, str) else self.rules
         actions = list(self.actions) if self.actions is not None else None
-        return Probe(model, [unwrap_optimizer(o) for o in optimizers], out_dir=self.out_dir, config=self.config,
+        return Probe(model, [unwrap_optimizer(o) for o in optimizers], out_dir=self.out_dir, config=config,
                      rules=rules, actions=actions, exist=self.exist, optimizer_hooks=optimizer_hooks)
 
 

@@ -10,6 +10,7 @@
   each validation run is one eval step with the logged metrics (callback_metrics).
 - A stop (StopTraining, probe.stop()) sets trainer.should_stop; Lightning ends after that batch,
   on every rank alike (the probe agrees on the step across ranks).
+- Under the DDP strategy the statistics are split across the ranks (gradprobe.probe.distributed).
 - The run store gets everything; with lightning_logger=True the Lightning logger also gets the
   findings count and gradprobe's own overhead per step.
 """
@@ -22,6 +23,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy
 
 from ..actions import Action
 from ..probe import Probe
@@ -46,7 +48,9 @@ class GradprobeCallback(pl.Callback):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # After the sanity check and after the strategy set the optimizers up.
-        self.probe = self.settings.open(pl_module, trainer.optimizers, optimizer_hooks=False)
+        strategy = trainer.strategy  # DeepSpeed derives from DDPStrategy but partitions the gradients
+        ddp = isinstance(strategy, DDPStrategy) and not isinstance(strategy, DeepSpeedStrategy)
+        self.probe = self.settings.open(pl_module, trainer.optimizers, optimizer_hooks=False, data_parallel=ddp)
 
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                                  optimizer: torch.optim.Optimizer) -> None:

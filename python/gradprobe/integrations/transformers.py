@@ -11,6 +11,7 @@
   eval step each.
 - A stop (StopTraining, probe.stop()) sets control.should_training_stop; the Trainer ends after
   that step, on every rank alike (the probe agrees on the step across ranks).
+- Under DDP (several processes, no FSDP or DeepSpeed) the statistics are split across the ranks.
 - At train end the probe closes and the report is written (when gradprobe.report is installed).
 """
 
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers.training_args import ParallelMode
 
 from ..actions import Action
 from ..probe import Probe
@@ -46,7 +48,9 @@ class GradprobeCallback(TrainerCallback):
                        model: Any = None, optimizer: Any = None, **kwargs: Any) -> None:
         if model is None or optimizer is None:
             raise ValueError("gradprobe: the Trainer gave its callback no model or optimizer at train begin")
-        self.probe = self.settings.open(model, [optimizer])
+        # Plain multi-process data parallel is DDP; FSDP and DeepSpeed shard the gradients instead.
+        ddp = args.parallel_mode == ParallelMode.DISTRIBUTED and not args.fsdp and args.deepspeed is None
+        self.probe = self.settings.open(model, [optimizer], data_parallel=ddp)
 
     def on_prediction_step(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                            **kwargs: Any) -> None:
