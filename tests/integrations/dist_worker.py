@@ -60,7 +60,19 @@ def ddp_run(rank: int, out: Path) -> dict:
         split = probe._capture.distribution._splits
         owned = [int(mine.sum()) for mine, _ in split.values()]
         mode = probe.distributed
-    return {"oracles": oracles, "stopped_at": stopped_at, "owned": owned, "mode": mode}
+    return {"oracles": oracles, "stopped_at": stopped_at, "owned": owned, "mode": mode,
+            "adapter_mode": adapter_mode(out)}
+
+
+def adapter_mode(out: Path) -> str:
+    """What the callbacks open under a framework's DDP: the unwrapped model, told it is replicated."""
+    from gradprobe.integrations import ProbeSettings
+
+    net = model()
+    probe = ProbeSettings(out / "adapter", rules=[]).open(net, [torch.optim.SGD(net.parameters(), lr=0.1)],
+                                                          data_parallel=True)
+    probe.close()
+    return probe.distributed
 
 
 def fsdp_run(rank: int, out: Path) -> dict:

@@ -52,6 +52,7 @@ def test_ddp_split_statistics_equal_the_single_process_ones(two_ranks):
     out, results = two_ranks
     run = gradprobe.open_run(out / "ddp")
     assert [r["ddp"]["mode"] for r in results] == ["replicated", "replicated"]
+    assert [r["ddp"]["adapter_mode"] for r in results] == ["replicated", "replicated"]
     assert sorted(run.table("stats").column("rank").unique().to_pylist()) == [0, 1]  # a partition per rank
     for rank, result in enumerate(results):
         assert len(result["ddp"]["oracles"]) == dist_worker.NAN_STEP
@@ -65,10 +66,12 @@ def test_ddp_split_statistics_equal_the_single_process_ones(two_ranks):
     assert all(e["node"] for e in starts.values())
 
 
-def test_a_stop_on_one_rank_stops_both_at_the_same_step(two_ranks):
-    _, results = two_ranks
+def test_rank_0_finds_and_its_stop_stops_both_ranks_at_the_same_step(two_ranks):
+    out, results = two_ranks
     stops = [r["ddp"]["stopped_at"] for r in results]
     assert stops[0] == stops[1] and dist_worker.NAN_STEP <= stops[0] < 40, stops
+    findings = gradprobe.open_run(out / "ddp").events("finding")
+    assert findings and {f["rank"] for f in findings} == {0}  # once per job, not once per rank
 
 
 def test_fsdp_merged_statistics_equal_the_unsharded_ones(two_ranks):

@@ -11,14 +11,15 @@ Modes (ProbeConfig.distributed; "auto" picks by the model, and "off" on a single
 The exchange is ONE all_gather of a packed float64 buffer per measured kind and step, run by the
 consumer thread on a gloo group of its own: the training thread never waits for it, and it never
 shares a communicator with the training's own collectives. Every rank then holds the full
-statistics, writes them to its own partition and runs the rules.
+statistics and writes them to its own partition; rank 0 alone runs the rules and the actions (a
+stop it asks for reaches every rank through the stop agreement, probe/stop.py).
 """
 
 from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from functools import reduce
@@ -28,7 +29,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from ..actions import Action
 from ..stats import FIELDS, Stats, merge
 from .config import DISTRIBUTED_MODES
 
@@ -78,15 +78,6 @@ def resolve_mode(mode: str, model: torch.nn.Module, world_size: int) -> str:
     if isinstance(model, torch.nn.parallel.DistributedDataParallel):
         return "replicated"
     return "off"
-
-
-def actions_for_rank(actions: Iterable[Action] | None, rank: int) -> list[Action] | None:
-    """With exchanged statistics every rank finds the same: rank 0 alone sends notifications
-    (e-mail, webhooks); every rank keeps the inline actions (StopTraining, so that all stop alike;
-    Log, which writes to the rank's own logger)."""
-    if actions is None or rank == 0:
-        return None if actions is None else list(actions)
-    return [action for action in actions if action.inline]
 
 
 def is_dtensor(tensor: torch.Tensor) -> bool:

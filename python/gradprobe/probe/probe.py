@@ -33,7 +33,7 @@ from ..rules import Finding, Rule
 from .capture import StepState, TensorCapture
 from .config import MODES, ProbeConfig, resolve_config
 from .consumer import Consumer, PredictionItem
-from .distributed import Distribution, RankInfo, actions_for_rank, resolve_mode
+from .distributed import Distribution, RankInfo, resolve_mode
 from .hooks import ProbeHooks
 from .meta import ParameterGroups, model_facts
 from .scalars import scalar_item
@@ -88,8 +88,8 @@ class Probe:
         self._stop = StopAgreement(self.world_size)
         self.rank_info = RankInfo.current()
         self.distributed = resolve_mode(self.config.distributed, model, self.world_size)
-        if self.distributed != "off":  # every rank sees every rank's statistics: rank 0 alone notifies
-            actions = actions_for_rank(actions, self.rank)
+        if self.distributed != "off" and self.rank != 0:  # rank 0 sees every rank's statistics:
+            rules, actions = [], None  # it alone runs the rules and acts; a stop reaches all (stop.py)
         self._watch = Watch(rules, actions, self._session.event, self.out_dir)
         self.engine = self._watch.engine
         self._consumer = Consumer(self._session.writer.write, [*observers, *self._watch.observers],
