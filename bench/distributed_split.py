@@ -52,7 +52,7 @@ def run(rank: int, world_size: int, port: int, millions: float, reps: int, out: 
     computer = StatsComputer(1)
     owners = balanced_owners([p.numel() for p in params], world_size)
     mine = owners == rank
-    exchange = StatsExchange("replicated", rank, world_size) if world_size > 1 else None
+    exchange = StatsExchange(world_size) if world_size > 1 else None
     reduce_s, exchange_s = [], []
     for _ in range(reps + 2):
         dist.barrier()

@@ -193,12 +193,14 @@ class Consumer:
 
     def _handle(self, item: Item) -> None:
         if isinstance(item, StatsItem):
-            if item.pending is not None and item.pending.discarded:  # its launch was shared with a dropped item
+            discarded = item.pending is not None and item.pending.discarded  # shared with a dropped item
+            if discarded and item.exchange is None:
                 self.dropped[item.kind] += 1
                 return
-            result = item.pending.result() if item.pending is not None else None
+            result = item.pending.result() if item.pending is not None and not discarded else None
             stats = expand(result, item.result_rows)
-            present = item.result_rows >= 0
+            # No result (a dropped launch that must still take part in its exchange): nothing present.
+            present = item.result_rows >= 0 if result is not None else np.zeros(len(item.result_rows), bool)
             if not item.histogram:
                 stats = dataclasses.replace(stats, hist=None)
             if item.exchange is not None:

@@ -138,8 +138,8 @@ def owned_rows(shards: Sequence[tuple[Stats, np.ndarray]], owners: np.ndarray) -
 class StatsExchange:
     """Every rank's rows of one measured kind and step, in one all_gather on a gloo group."""
 
-    def __init__(self, mode: str, rank: int, world_size: int) -> None:
-        self.mode, self.rank, self.world_size = mode, rank, world_size
+    def __init__(self, world_size: int) -> None:
+        self.world_size = world_size
         # Every rank creates it at the same point (probe construction), as new_group requires.
         self.group = dist.new_group(backend="gloo", timeout=EXCHANGE_TIMEOUT)
         self.failure: str | None = None  # after a failed exchange (a rank died), each rank keeps its own rows
@@ -179,7 +179,7 @@ class Distribution:
     def __init__(self, mode: str, rank: int, world_size: int) -> None:
         self.mode = mode
         self.rank = rank
-        self.exchange = StatsExchange(mode, rank, world_size)
+        self.exchange = StatsExchange(world_size)
         self._splits: dict[int, tuple[np.ndarray, Exchanged]] = {}  # per selection, by id
 
     @property
