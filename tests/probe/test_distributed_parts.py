@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from gradprobe import tensor_stats
+from gradprobe.probe.consumer import expand
 from gradprobe.probe.distributed import balanced_owners, merge_shards, owned_rows, pack, resolve_mode, unpack
 
 from ..stats.oracle import assert_stats_close, reference
@@ -38,8 +39,8 @@ def test_owned_rows_take_each_tensor_from_its_owner():
     shards = []
     for rank in range(2):
         mine = owners == rank
-        table = np.where(mine[:, None], full.table(), np.nan)  # rows of others: NaN, as absent rows are
-        stats = type(full).from_table(table, np.where(mine[:, None], full.hist, 0))
+        result_rows = np.where(mine, np.cumsum(mine) - 1, -1)  # as the capture lays out a rank's share
+        stats = expand(tensor_stats([w for w, m in zip(wholes, mine) if m], backend="cpu"), result_rows)
         shards.append(unpack(pack(stats, mine, histogram=True), histogram=True))
     combined, present = owned_rows(shards, owners)
     assert present.all()
