@@ -62,7 +62,24 @@ def test_modes_resolve():
     assert resolve_mode("replicated", model, 1) == "off"  # nothing to share on one process
     assert resolve_mode("auto", model, 2) == "off"  # a plain module: each rank measures what it holds
     assert resolve_mode("replicated", model, 2) == "replicated"
-    with pytest.raises(ValueError, match="every parameter sharded"):
+    with pytest.raises(ValueError, match="needs the parameters sharded"):
         resolve_mode("sharded", model, 2)
     with pytest.raises(ValueError, match="unknown"):
         resolve_mode("ddp", model, 2)
+
+
+def test_dtensor_parameters_are_read_as_shards_or_refused():
+    def as_dtensor(param):  # what is_dtensor looks at (FSDP2 parameters are DTensors)
+        param._local_tensor, param.placements = param.detach(), ()
+        return param
+
+    model = torch.nn.Linear(2, 2)
+    for p in model.parameters():
+        as_dtensor(p)
+    assert resolve_mode("auto", model, 1) == "sharded"  # a wrapper read as dense would mix up shards
+    assert resolve_mode("auto", model, 2) == "sharded"
+    with pytest.raises(ValueError, match="cannot read DTensor"):
+        resolve_mode("off", model, 2)
+    half = torch.nn.Sequential(model, torch.nn.Linear(2, 2))
+    with pytest.raises(ValueError, match="some parameters are DTensors"):
+        resolve_mode("auto", half, 2)

@@ -61,20 +61,26 @@ class RankInfo:
 
 
 def resolve_mode(mode: str, model: torch.nn.Module, world_size: int) -> str:
-    """The mode to run: "auto" becomes "sharded" for DTensor parameters, "replicated" for a model
-    wrapped in DistributedDataParallel, else "off"; every mode is "off" on one process."""
+    """The mode to run: "sharded" whenever the parameters are DTensors (FSDP2: only their local shards
+    can be read), else for "auto" "replicated" for a model wrapped in DistributedDataParallel and
+    "off" otherwise; "off" on one process."""
     if mode not in DISTRIBUTED_MODES:
         raise ValueError(f"distributed mode {mode!r} is unknown (known: {', '.join(DISTRIBUTED_MODES)})")
+    sharded = [is_dtensor(p) for p in model.parameters()]
+    if any(sharded):
+        if not all(sharded):
+            raise ValueError("some parameters are DTensors (FSDP2) and some are not: gradprobe reads sharded "
+                             "parameters only when fully_shard covers every parameter of the model it is given")
+        if mode not in ("auto", "sharded"):
+            raise ValueError(f"distributed={mode!r} cannot read DTensor parameters (FSDP2 shards): use 'auto'")
+        return "sharded"
+    if mode == "sharded":
+        raise ValueError("distributed='sharded' needs the parameters sharded by FSDP2 (fully_shard); "
+                         "these are plain tensors")
     if world_size == 1:
         return "off"
-    sharded = [is_dtensor(p) for p in model.parameters()]
-    if mode == "sharded" and not all(sharded):
-        raise ValueError("distributed='sharded' needs every parameter sharded (FSDP2 fully_shard on the model "
-                         "given to the probe); some are plain tensors")
     if mode != "auto":
         return mode
-    if sharded and all(sharded):
-        return "sharded"
     if isinstance(model, torch.nn.parallel.DistributedDataParallel):
         return "replicated"
     return "off"
