@@ -52,7 +52,7 @@ def unwrap_optimizer(optimizer: Any) -> torch.optim.Optimizer:
     Lightning's LightningOptimizer): hooks belong on the object whose step() runs the update."""
     for _ in range(8):  # wrappers of wrappers, bounded
         inner = getattr(optimizer, "optimizer", None) or getattr(optimizer, "_optimizer", None)
-        if not isinstance(inner, torch.optim.Optimizer):
+        if inner is None:
             break
         optimizer = inner
     if not isinstance(optimizer, torch.optim.Optimizer):
