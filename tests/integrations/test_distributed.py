@@ -61,9 +61,11 @@ def test_ddp_split_statistics_equal_the_single_process_ones(two_ranks):
     owned = [r["ddp"]["owned"] for r in results]
     assert all(0 < n < tensors for per_rank in owned for n in per_rank)  # each rank reduced only a share
     assert [a + b for a, b in zip(*owned)] == [tensors] * len(owned[0])
-    starts = {e["rank"]: e for e in run.events("start")}
-    assert {r: (e["local_rank"], e["world_size"]) for r, e in starts.items()} == {0: (0, 2), 1: (1, 2)}
-    assert all(e["node"] for e in starts.values())
+    ranks = run.ranks().set_index("rank")
+    assert ranks[["local_rank", "world_size", "distributed"]].to_dict("index") == {
+        0: {"local_rank": 0, "world_size": 2, "distributed": "replicated"},
+        1: {"local_rank": 1, "world_size": 2, "distributed": "replicated"}}
+    assert ranks["node"].astype(bool).all()
 
 
 def test_rank_0_finds_and_its_stop_stops_both_ranks_at_the_same_step(two_ranks):
