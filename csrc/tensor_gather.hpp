@@ -77,7 +77,8 @@ inline u64 mix_key(u64 h, i64 v) {
 
 inline int dtype_bytes(int code) { return code == kF64 ? 8 : (code == kF32 ? 4 : 2); }
 
-// For each object (or its attribute `attr`, e.g. "grad"): data pointer (0 when None), element
+// For each object (or its attribute `attr`, e.g. "grad", or a path of attributes as a tuple, e.g.
+// ("grad", "_local_tensor") for an FSDP shard; None anywhere on the path means missing): data pointer (0 when None), element
 // count, dtype code (from `codes`, keyed by dtype object; -1 when unsupported), device (-1 for CPU,
 // else the CUDA index), layout key (dtype, shape, strides) and status (above). Rows whose pointer and key are those already
 // in the arrays keep their status. Returns how many were None.
@@ -105,14 +106,22 @@ inline i64 gather_tensors(py::list objects, py::object attr, py::dict codes, py:
   static PyObject* name_is_sparse = PyUnicode_InternFromString("is_sparse");
   static PyObject* name_untyped_storage = PyUnicode_InternFromString("untyped_storage");
   static PyObject* name_nbytes = PyUnicode_InternFromString("nbytes");
-  PyObject* attr_name = attr.is_none() ? nullptr : attr.ptr();
+  std::vector<PyObject*> path;  // borrowed from `attr`, which outlives the loop
+  if (py::isinstance<py::tuple>(attr)) {
+    for (py::handle name : attr) path.push_back(name.ptr());
+  } else if (!attr.is_none()) {
+    path.push_back(attr.ptr());
+  }
   std::vector<std::pair<i64, i64>> dims;
   i64 missing = 0;
   for (py::ssize_t i = 0; i < n; ++i) {
     PyObject* item = PyList_GET_ITEM(objects.ptr(), i);
-    py::object tensor = attr_name ? py::reinterpret_steal<py::object>(PyObject_GetAttr(item, attr_name))
-                                  : py::reinterpret_borrow<py::object>(item);
-    if (!tensor) throw py::error_already_set();
+    py::object tensor = py::reinterpret_borrow<py::object>(item);
+    for (PyObject* name : path) {
+      if (tensor.is_none()) break;
+      tensor = py::reinterpret_steal<py::object>(PyObject_GetAttr(tensor.ptr(), name));
+      if (!tensor) throw py::error_already_set();
+    }
     if (tensor.is_none()) {
       p(i) = e(i) = k(i) = 0;
       d(i) = dev(i) = st(i) = kGatherMissing;

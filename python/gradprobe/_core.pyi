@@ -49,7 +49,8 @@ class CpuEngine:
 
 def plan(numels: npt.ArrayLike, chunk: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64],
                                                       npt.NDArray[np.int64]]: ...
-def gather_tensors(objects: Sequence[Any], attr: str | None, codes: dict[Any, int], ptrs: npt.NDArray[np.int64],
+def gather_tensors(objects: Sequence[Any], attr: str | tuple[str, ...] | None, codes: dict[Any, int],
+                   ptrs: npt.NDArray[np.int64],
                    numels: npt.NDArray[np.int64], dtypes: npt.NDArray[np.int32],
                    devices: npt.NDArray[np.int32], keys: npt.NDArray[np.int64],
                    status: npt.NDArray[np.int32]) -> int: ...

@@ -19,6 +19,14 @@ LAZY_ALLOWED = {
     # A call-time convenience, not a dependency of the store: the store works without the report.
     "gradprobe.report": "Run.report() loads the report (and plotly) only when called",
 }
+# Optional frameworks (not dependencies of the core): imported only by the modules named here, each
+# at its top, so that only who imports that module needs the framework.
+OPTIONAL_FRAMEWORKS = {
+    "transformers": ("gradprobe.integrations.transformers",  # the Trainer callback subclasses TrainerCallback
+                     "gradprobe.workflows.demo"),  # `gradprobe demo` fine-tunes a BERT (loaded lazily by the CLI)
+    "lightning": ("gradprobe.integrations.lightning",),  # the callback subclasses lightning's Callback
+    "accelerate": ("gradprobe.integrations.accelerate",),  # attach() checks for an Accelerator
+}
 # What each layer may import (besides itself); anything not listed may import anything below it.
 ALLOWED = {
     "_core": set(),
@@ -144,4 +152,27 @@ def test_documented_submodules_work_after_a_plain_import_in_a_fresh_interpreter(
             "assert gradprobe.rules.default() and gradprobe.actions.Log()\n"
             "assert gradprobe.store.open_run and gradprobe.Probe and gradprobe.open_run\n"
             "assert gradprobe.__version__ == __import__('importlib.metadata').metadata.version('gradprobe')\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def framework_imports(path: Path) -> set[str]:
+    """The optional frameworks a file imports, anywhere in it."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                 else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+        found |= {name.split(".")[0] for name in names} & set(OPTIONAL_FRAMEWORKS)
+    return found
+
+
+def test_optional_frameworks_are_imported_only_by_their_adapters():
+    wrong = {(module_name(path), framework) for path in PACKAGE.rglob("*.py") for framework in framework_imports(path)
+             if module_name(path) not in OPTIONAL_FRAMEWORKS[framework]}
+    assert not wrong, f"optional frameworks imported outside their adapters: {sorted(wrong)}"
+
+
+def test_importing_the_integrations_package_imports_no_framework():
+    code = ("import sys, gradprobe.integrations\n"
+            f"loaded = {sorted(OPTIONAL_FRAMEWORKS)!r}\n"
+            "assert not [m for m in loaded if m in sys.modules], [m for m in loaded if m in sys.modules]\n")
     subprocess.run([sys.executable, "-c", code], check=True)

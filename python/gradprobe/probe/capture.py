@@ -24,6 +24,7 @@ from ..stats.backends import ResultsRingFull
 from ..stats.inputs import Table
 from .config import ProbeConfig
 from .consumer import Consumer, InputItem, StatsItem
+from .distributed import Distribution, Exchanged
 from .meta import ParameterGroups
 from .plans import CapturePlans, Due, KindPlan
 from .post_step import PostStepPass
@@ -37,6 +38,23 @@ class StepState:
     optimizer_stepped: bool = False
     weights_taken: bool = False
     overhead: float = 0.0  # seconds the training thread spent in gradprobe during this step
+
+
+@dataclass(frozen=True)
+class Launched:
+    """One kind's launch: per name its row in the pending result (-1: absent, or another rank's)."""
+
+    names: list[str]
+    names_arrow: pa.Array
+    result_rows: np.ndarray
+    pending: PendingStats | None  # None: nothing to reduce here, or the launch was dropped
+    any_present: bool  # whether any tensor of the selection exists this step (on any rank alike)
+    exchange: Exchanged | None  # how the ranks' rows are combined (None: one process, or "off")
+
+    @property
+    def dropped(self) -> bool:
+        """Dropped launches are not enqueued, except exchanged ones: every rank must take part."""
+        return self.pending is None and self.result_rows.max(initial=-1) >= 0 and self.exchange is None
 
 
 def warn_event(record: Mapping[str, Any]) -> None:
@@ -53,6 +71,7 @@ class TensorCapture:
         self._computer = StatsComputer(config.cpu_threads)
         self.plans = CapturePlans.build(model, config.collections)
         self.post_step = PostStepPass(self._computer, config.backend, consumer.put, self.launch, self.report_skipped)
+        self.distribution: Distribution | None = None  # set by the probe under torch.distributed
         self.stale = False  # a parameter or module was added, or a layout moved: rebuild before the next capture
         self._activation_histogram = any(c.histogram for c in config.collections if c.kind == "activation")
         # Hands over the gradients kept for the backward NaN/Inf origin (set by the probe's hooks).
@@ -64,6 +83,8 @@ class TensorCapture:
             return None
         self.plans = CapturePlans.build(self.model, self.config.collections)
         self.post_step.reset()
+        if self.distribution is not None:
+            self.distribution.reset()
         self.stale = False
         return self.plans.groups
 
@@ -76,14 +97,15 @@ class TensorCapture:
         due = self.plans.grad.due(mode, step)
         if not due:
             return
-        names, names_arrow, rows, pending = self._launch(self.plans.grad, due, "grad")
-        if pending is None and (require_present or rows.max(initial=-1) >= 0):
+        launched = self._launch(self.plans.grad, due, "grad")
+        if (require_present and not launched.any_present) or launched.dropped:
             return  # no gradients at probe.step() (nothing happened this step), or the launch was dropped
         state.grads_taken = True
         if kept_grads:
-            self._backward_origin(kept_labels, kept_grads, pending, rows, mode, step)
-        self._consumer.put(StatsItem(step, mode, "grad", names, names_arrow, rows, pending,
-                                     histogram=self.plans.grad.histogram(due)))
+            self._backward_origin(kept_labels, kept_grads, launched.pending, launched.result_rows, mode, step)
+        self._consumer.put(StatsItem(step, mode, "grad", launched.names, launched.names_arrow, launched.result_rows,
+                                     launched.pending, histogram=self.plans.grad.histogram(due),
+                                     exchange=launched.exchange))
 
     def _backward_origin(self, labels: list[str], grads: list[torch.Tensor], pending: PendingStats | None,
                          rows: np.ndarray, mode: str, step: int) -> None:
@@ -106,6 +128,9 @@ class TensorCapture:
         """Gradients (unless clipping took them), the snapshot for updates, the weights as used."""
         if not state.grads_taken:
             self.grads(state, mode, step)
+        if self.distribution is not None and self.distribution.sharded:
+            self.weights_now(state, mode, step)  # from the local shards; updates are not measured sharded
+            return
         self.post_step.take_snapshot(self.plans, mode, step)
         self.weights_before(state, mode, step)
 
@@ -120,17 +145,18 @@ class TensorCapture:
         due = self.plans.weight.due(mode, step)
         if not due or state.weights_taken:
             return
-        names, names_arrow, rows, pending = self._launch(self.plans.weight, due, None)
-        if pending is None and rows.max(initial=-1) >= 0:
-            return  # dropped
+        launched = self._launch(self.plans.weight, due, None)
+        if launched.dropped:
+            return
         state.weights_taken = True
-        self._consumer.put(StatsItem(step, mode, "weight", names, names_arrow, rows, pending,
-                                     histogram=self.plans.weight.histogram(due)))
+        self._consumer.put(StatsItem(step, mode, "weight", launched.names, launched.names_arrow,
+                                     launched.result_rows, launched.pending,
+                                     histogram=self.plans.weight.histogram(due), exchange=launched.exchange))
 
     def after_step(self, state: StepState, mode: str, step: int) -> None:
         """At probe.step(): updates, and weights when no optimizer stepped (eval) or when the fused
         CPU pass measures them from the snapshot."""
-        if not state.optimizer_stepped:
+        if not state.optimizer_stepped or (self.distribution is not None and self.distribution.sharded):
             self.weights_now(state, mode, step)  # nothing changed them this step (eval, or no optimizer)
             return
         weight_due: Due = () if state.weights_taken else self.plans.weight.due(mode, step)
@@ -177,16 +203,23 @@ class TensorCapture:
         for row, why in skipped.items():
             self._event({"type": "tensor_skipped", "kind": kind, "tensor": names[row], "reason": why})
 
-    def _launch(self, plan: KindPlan, due: Due, attr: str | None
-                ) -> tuple[list[str], pa.Array, np.ndarray, PendingStats | None]:
+    def _launch(self, plan: KindPlan, due: Due, attr: str | None) -> Launched:
         selection = plan.selection(due)
-        gathered = selection.table.gather(attr)
+        distribution = self.distribution
+        gathered = selection.table.gather(attr if distribution is None else distribution.attr(attr))
         if gathered.layout_changed:  # a resized or moved parameter: rebuild the tables next step
             self.stale = True
         kind = "weight" if attr is None else attr
         if gathered.skipped:
             self.report_skipped(kind, selection.names, gathered.skipped)
-        pending = self.launch(kind, gathered.table, plan.histogram(due)) if len(gathered.table) else None
+        table, rows, exchange = gathered.table, gathered.rows, None
+        if distribution is not None:  # this rank reduces its share; the consumer exchanges the rest
+            mine, exchange = distribution.split(id(selection), selection.table.params)
+            kept = mine[rows]
+            if not kept.all():
+                table, rows = table.subset(np.flatnonzero(kept)), rows[kept]
+        pending = self.launch(kind, table, plan.histogram(due)) if len(table) else None
         result_rows = np.full(len(selection.names), -1, np.int64)
-        result_rows[gathered.rows] = np.arange(len(gathered.rows))
-        return selection.names, selection.names_arrow, result_rows, pending
+        result_rows[rows] = np.arange(len(rows))
+        return Launched(selection.names, selection.names_arrow, result_rows, pending,
+                        bool(gathered.present.any()), exchange)

@@ -14,6 +14,8 @@ from ..profiler import ProfilerConfig
 from ..store.config import MAX_SECONDS, ConfigError, StoreConfig, check_fields
 from .schedule import Schedule
 
+DISTRIBUTED_MODES: tuple[str, ...] = ("auto", "off", "replicated", "sharded")  # probe/distributed.py
+
 # What a collection measures. Tensor kinds go through the fused kernels; the others are scalars/counts.
 TENSOR_KINDS: tuple[str, ...] = ("grad", "weight", "update", "activation")
 KINDS: tuple[str, ...] = TENSOR_KINDS + ("input",)
@@ -122,11 +124,15 @@ class ProbeConfig:
     # Locate the first NaN/Inf on every training step (probe/nonfinite_origin.py; ~free on the CPU,
     # one fused launch per forward on a GPU).
     nonfinite_origin: bool = True
+    # Under torch.distributed: "auto", "off", "replicated" (DDP) or "sharded" (FSDP2); see probe/distributed.py.
+    distributed: str = "auto"
 
     def __post_init__(self) -> None:
         check_fields(self, "", {"cpu_threads": 0, "max_queued_items": 2, "max_queue_wait_seconds": 0.0,
                                 "close_timeout_seconds": 0.0},
                      {"max_queue_wait_seconds": MAX_SECONDS, "close_timeout_seconds": MAX_SECONDS})
+        if self.distributed not in DISTRIBUTED_MODES:
+            raise ValueError(f"distributed {self.distributed!r} is unknown (known: {', '.join(DISTRIBUTED_MODES)})")
         if self.backend not in PROBE_BACKENDS:
             raise ValueError(f"backend {self.backend!r} cannot run the probe (choose from "
                              f"{', '.join(str(b) for b in PROBE_BACKENDS)}; 'torch', the float64 reference, "
@@ -140,10 +146,10 @@ class ProbeConfig:
     def from_dict(cls, data: Mapping[str, Any]) -> ProbeConfig:
         """Keys: preset, collections ({name: {kind, include, exclude, schedule | schedules, histogram,
         enabled}}), store, profiler (ProfilerConfig's fields), activation_modules, token_ids, backend, cpu_threads,
-        max_queued_items, max_queue_wait_seconds, close_timeout_seconds, nonfinite_origin. Values are checked,
-        never coerced."""
+        max_queued_items, max_queue_wait_seconds, close_timeout_seconds, nonfinite_origin, distributed. Values are
+        checked, never coerced."""
         scalars = {"backend", "cpu_threads", "max_queued_items", "max_queue_wait_seconds", "close_timeout_seconds",
-                   "nonfinite_origin"}
+                   "nonfinite_origin", "distributed"}
         known = {"preset", "collections", "store", "profiler", "activation_modules", "token_ids"} | scalars
         _reject_unknown(data, known, "config")
         preset = data.get("preset", "default")
@@ -229,6 +235,7 @@ class ProbeConfig:
             "max_queue_wait_seconds": self.max_queue_wait_seconds,
             "close_timeout_seconds": self.close_timeout_seconds,
             "nonfinite_origin": self.nonfinite_origin,
+            "distributed": self.distributed,
         }
 
 

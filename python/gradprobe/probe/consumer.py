@@ -46,6 +46,8 @@ class StatsItem:
     ratio_rows: np.ndarray | None = None  # updates: per name the row of its weight (for |dw| / |w|)
     histogram: bool = True  # False: the launch may carry counts for other rows; store none for these
     origin_only: bool = False  # a NaN/Inf-origin measurement: kept only when some row is non-finite
+    # Across ranks (probe/distributed.py): (stats, present, histogram) -> every rank's rows combined.
+    exchange: Callable[[Stats, np.ndarray, bool], tuple[Stats, np.ndarray]] | None = None
 
 
 @dataclass
@@ -116,6 +118,9 @@ class Consumer:
         """Enqueues an item; never waits longer than max_wait_seconds (see the module docstring)."""
         if self._closed:
             _discard(item)
+            return
+        if getattr(item, "exchange", None) is not None:
+            self._queue.put(item)  # never dropped: every rank's consumer must take part in its exchange
             return
         if self._dropping and self._queue.qsize() <= self._queue.maxsize // 2:
             self._dropping = False
@@ -189,23 +194,27 @@ class Consumer:
 
     def _handle(self, item: Item) -> None:
         if isinstance(item, StatsItem):
-            if item.pending is not None and item.pending.discarded:  # its launch was shared with a dropped item
+            discarded = item.pending is not None and item.pending.discarded  # shared with a dropped item
+            if discarded and item.exchange is None:
                 self.dropped[item.kind] += 1
                 return
-            result = item.pending.result() if item.pending is not None else None
+            result = item.pending.result() if item.pending is not None and not discarded else None
             stats = expand(result, item.result_rows)
             if item.origin_only and not (stats.nans + stats.infs).any():
                 return
+            # No result (a dropped launch that must still take part in its exchange): nothing present.
+            present = item.result_rows >= 0 if result is not None else np.zeros(len(item.result_rows), bool)
             if not item.histogram:
                 stats = dataclasses.replace(stats, hist=None)
+            if item.exchange is not None:
+                stats, present = item.exchange(stats, present, item.histogram)
             ratio = None
             if item.ratio_rows is not None and result is not None:
                 weight_l2 = np.where(item.ratio_rows >= 0, result.l2[np.maximum(item.ratio_rows, 0)], np.nan)
                 with np.errstate(invalid="ignore", divide="ignore"):
                     ratio = stats.l2 / weight_l2
-            self._write("stats", stats_batch(item, stats, ratio))
-            self._notify("on_stats", StatsRecord(item.step, item.mode, item.kind, item.names,
-                                                 item.result_rows >= 0, stats, ratio))
+            self._write("stats", stats_batch(item, stats, ratio, present))
+            self._notify("on_stats", StatsRecord(item.step, item.mode, item.kind, item.names, present, stats, ratio))
         elif isinstance(item, ScalarItem):
             if item.ready is not None:
                 item.ready.synchronize()
@@ -241,14 +250,14 @@ def _discard(item: Item) -> None:
         item.pending.discard()
 
 
-def stats_batch(item: StatsItem, stats: Stats, ratio: np.ndarray | None) -> pa.RecordBatch:
+def stats_batch(item: StatsItem, stats: Stats, ratio: np.ndarray | None, present: np.ndarray) -> pa.RecordBatch:
     n = len(item.names)
     columns: dict[str, Any] = {
         "step": pa.array(np.full(n, item.step, np.int64)),
         "mode": pa.array([item.mode] * n, pa.string()),
         "kind": pa.array([item.kind] * n, pa.string()),
         "tensor": item.names_arrow,
-        "present": pa.array(item.result_rows >= 0),
+        "present": pa.array(present),
     }
     for name in STAT_COLUMNS:
         columns[name] = pa.array(getattr(stats, name))

@@ -34,6 +34,7 @@ from ..rules import Finding, Rule
 from .capture import StepState, TensorCapture
 from .config import MODES, ProbeConfig, resolve_config
 from .consumer import Consumer, PredictionItem
+from .distributed import Distribution, RankInfo, resolve_mode
 from .hooks import ProbeHooks
 from .meta import ParameterGroups, model_facts
 from .scalars import scalar_item
@@ -50,12 +51,14 @@ class Probe:
 
     rules: None for gradprobe.rules.default(), [] for none, Rule objects, or a spec ("all", codes).
     actions: what consumes the findings (gradprobe.actions: StopTraining, Log, Email, Webhook).
+    optimizer_hooks: False when the framework runs backward inside optimizer.step(closure) (Lightning):
+    its step pre-hook would fire before the gradients exist; the framework calls gradients_ready().
     """
 
     def __init__(self, model: torch.nn.Module, optimizer: Optimizers = None, *, out_dir: str | Path,
                  config: ConfigLike = None, rules: Iterable[Rule] | str | None = None,
                  actions: Iterable[Action] | None = None, exist: str = "error", scaler: Any = None,
-                 observers: Iterable[Observer] = ()) -> None:
+                 observers: Iterable[Observer] = (), optimizer_hooks: bool = True) -> None:
         self.config = resolve_config(config)
         self.out_dir = Path(out_dir)
         self.model = model
@@ -71,6 +74,7 @@ class Probe:
         self._steps = dict.fromkeys(MODES, 0)
         self._state = StepState()
         self._bad_scalars: set[str] = set()
+        self._optimizer_hooks = optimizer_hooks
         self._session = RunSession(self.out_dir, exist, self.config.store)
         self._steps.update(self._session.first_steps)  # an appended run continues its step numbers
         try:
@@ -83,12 +87,18 @@ class Probe:
                observers: Iterable[Observer]) -> None:
         self.rank, self.world_size = self._session.rank, self._session.world_size
         self._stop = StopAgreement(self.world_size)
+        self.rank_info = RankInfo.current()
+        self.distributed = resolve_mode(self.config.distributed, model, self.world_size)
+        if self.distributed != "off" and self.rank != 0:  # rank 0 sees every rank's statistics:
+            rules, actions = [], None  # it alone runs the rules and acts; a stop reaches all (stop.py)
         self._watch = Watch(rules, actions, self._session.event, self.out_dir)
         self.engine = self._watch.engine
         self._consumer = Consumer(self._session.writer.write, [*observers, *self._watch.observers],
                                   max_items=self.config.max_queued_items,
                                   max_wait_seconds=self.config.max_queue_wait_seconds)
         self._capture = TensorCapture(model, self.config, self._consumer, self._session.event)
+        if self.distributed != "off":
+            self._capture.distribution = Distribution(self.distributed, self.rank, self.world_size)
         self._watch.give_facts(model_facts(model, self._capture.plans.groups))
         self._session.write_meta(model, self._capture.plans.groups, self.config.to_dict(), self.optimizers)
         # Before ProbeHooks: its optimizer hooks then run after the timer's (their time is gradprobe's).
@@ -96,7 +106,8 @@ class Probe:
                                  rank=self.rank, world_size=self.world_size, writer=self._session.writer,
                                  event=self._session.event, engine=self.engine, actions=actions or (),
                                  overhead=lambda: self._state.overhead)
-        self._hooks = ProbeHooks(model, self.optimizers, self.config, before_optimizer_step=self._before_optimizer_step,
+        hooked = self.optimizers if self._optimizer_hooks else []
+        self._hooks = ProbeHooks(model, hooked, self.config, before_optimizer_step=self._before_optimizer_step,
                                  before_clipping=self._before_clipping, on_registration=self._capture.on_registration,
                                  on_activations=self._on_activations, on_model_inputs=self._on_model_inputs,
                                  on_nonfinite_forward=self._on_nonfinite_forward)
@@ -105,7 +116,8 @@ class Probe:
         self._hooks.arm_activations(self._mode, self._steps[self._mode])
         self._session.event({"type": "start", "preset": self.config.preset,
                              "parameters": len(self._capture.plans.params),
-                             "first_step": dict(self._session.first_steps), "profiler": self.profiler.facts})
+                             "first_step": dict(self._session.first_steps), "profiler": self.profiler.facts,
+                             "distributed": self.distributed, **self.rank_info.to_dict()})
 
     def _abandon(self, error: BaseException) -> None:
         self._closed = True
@@ -170,6 +182,22 @@ class Probe:
         reason = self._stop.end_of_step(self._watch.stop_reason, self._steps["train"])
         if reason is not None:
             self.stop(reason)
+
+    def gradients_ready(self) -> None:
+        """This step's gradients are complete (accumulated) and not yet clipped or applied: takes them,
+        the snapshot for updates and the weights now. For frameworks without a usable optimizer hook."""
+        self._before_optimizer_step(None, (), {})
+
+    def log(self, loss: Any = None, losses: Mapping[str, Any] | None = None,
+            metrics: Mapping[str, Any] | None = None, *, step: int, mode: str = "train") -> None:
+        """Records scalars of a step that already ended (a framework's logs arrive after its step
+        end); no step counter moves."""
+        mode = _checked(mode)
+        if not self._closed:
+            try:
+                self._consumer.put(scalar_item(mode, step, loss, losses, metrics, [], None, self._bad_scalar))
+            except Exception as error:  # recording must never break training
+                self._record_failure("log", error)
 
     @property
     def should_stop(self) -> bool:
@@ -239,7 +267,7 @@ class Probe:
             self._record_failure(where, error)
         self._state.overhead += time.perf_counter() - started
 
-    def _before_optimizer_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+    def _before_optimizer_step(self, optimizer: torch.optim.Optimizer | None, args: Any, kwargs: Any) -> None:
         if not self._state.optimizer_stepped and not self._closed:
             self._state.optimizer_stepped = True
             with self._hook("optimizer step hook"):

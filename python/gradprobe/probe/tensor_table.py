@@ -21,6 +21,7 @@ from .. import _core
 from ..stats._layout import DTYPE_CODES
 from ..stats.inputs import Table
 
+AttrPath = str | tuple[str, ...] | None  # what a row reads: the parameter, or an attribute (path) of it
 _CODES = {torch.float32: DTYPE_CODES["float32"], torch.float16: DTYPE_CODES["float16"],
           torch.bfloat16: DTYPE_CODES["bfloat16"], torch.float64: DTYPE_CODES["float64"]}
 STATUS = _core.GATHER_STATUS
@@ -61,8 +62,9 @@ class TensorTable:
     def __len__(self) -> int:
         return len(self.params)
 
-    def gather(self, attr: str | None) -> Gathered:
-        """Reads the parameters (attr=None) or their gradients (attr='grad')."""
+    def gather(self, attr: AttrPath) -> Gathered:
+        """Reads the parameters (attr=None), their gradients (attr='grad') or what a path of
+        attributes leads to (('grad', '_local_tensor'): an FSDP rank's shard of the gradient)."""
         _core.gather_tensors(self.params, attr, _CODES, self._ptrs, self._numels, self._dtypes, self._devices,
                              self._keys, self._status)
         status = self._status
@@ -96,8 +98,10 @@ class TensorTable:
                       self._devices[rows], "torch", objs, None)
         return Gathered(table, rows, present, changed, status[rows] == IN_PLACE, skipped, self._keys[rows])
 
-    def _copy(self, row: int, attr: str | None) -> torch.Tensor:
-        tensor = self.params[row] if attr is None else getattr(self.params[row], attr)
+    def _copy(self, row: int, attr: AttrPath) -> torch.Tensor:
+        tensor = self.params[row]
+        for name in (() if attr is None else (attr,) if isinstance(attr, str) else attr):
+            tensor = getattr(tensor, name)
         buffer = self._copies.get(row)
         if buffer is None or buffer.shape != tensor.shape or buffer.dtype != tensor.dtype \
                 or buffer.device != tensor.device:

@@ -196,6 +196,14 @@ class Run:
         self.unreadable_event_lines = bad
         return records
 
+    def ranks(self) -> pd.DataFrame:
+        """Where each rank ran: rank, local_rank, world_size, node, distributed mode (from each
+        session's start event; join on `rank` with any table). One row per rank and session."""
+        columns = ["rank", "local_rank", "world_size", "node", "distributed"]
+        rows = [{c: e.get(c) for c in columns} for e in self.events("start")]
+        result: pd.DataFrame = pd.DataFrame(rows, columns=columns)
+        return result
+
     def facts(self) -> ModelFacts:
         """Parameter shapes and module types, from meta.json."""
         shapes = {p["name"]: tuple(p["shape"]) for p in self.meta.get("parameters", [])}
