@@ -16,6 +16,8 @@ PACKAGE = Path(gradprobe.__file__).parent
 LAZY_ALLOWED = {
     "gradprobe._cuda": "built only where nvcc exists",
     "gradprobe.workflows.demo": "the CLI loads torch and transformers only for `gradprobe demo`",
+    "gradprobe.workflows.finetune": "the CLI loads torch and transformers only for `gradprobe finetune`",
+    "gradprobe.workflows.pretrain": "the CLI loads torch and transformers only for `gradprobe pretrain`",
 }
 # What each layer may import (besides itself); anything not listed may import anything below it.
 ALLOWED = {
