@@ -86,6 +86,8 @@ def mask_tokens(input_ids: torch.Tensor, special: torch.Tensor, mask_id: int, vo
     """BERT's masking: `probability` of the non-special tokens are selected; of those 80% become
     [MASK], 10% a random token, 10% stay. Returns (masked inputs, labels: -100 where not selected)."""
     chosen = (torch.rand(input_ids.shape, generator=generator) < probability) & ~special
+    if not chosen.any() and not special.all():  # the MLM loss needs one token; a tiny batch may draw none
+        chosen.view(-1)[(~special).view(-1).nonzero()[0]] = True
     labels = torch.where(chosen, input_ids, torch.full_like(input_ids, -100))
     draw = torch.rand(input_ids.shape, generator=generator)
     masked = input_ids.clone()
