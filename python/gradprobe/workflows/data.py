@@ -121,8 +121,11 @@ def _dataset_rows(dataset: Any, columns: Columns, source: str) -> list[Example]:
 def _resolve_columns(header: list[str], columns: Columns, source: str) -> tuple[str, str, bool]:
     if columns.rating is not None and columns.label is not None:
         raise DataError(f"{source}: give a rating column or a label column, not both")
-    if columns.rating is not None or columns.label is not None:
-        target, is_rating = (columns.rating, True) if columns.rating is not None else (columns.label, False)
+    target: str
+    if columns.rating is not None:
+        target, is_rating = columns.rating, True
+    elif columns.label is not None:
+        target, is_rating = columns.label, False
     else:
         found = [(c, True) for c in RATING_COLUMNS if c in header] + [(c, False) for c in LABEL_COLUMNS if c in header]
         if not found:

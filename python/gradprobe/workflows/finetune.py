@@ -238,6 +238,8 @@ def run_finetune(config: FinetuneConfig, log: Callable[[str], None] = print, sho
 def _adjusted_for(injected: Injection | None, config: FinetuneConfig) -> FinetuneConfig:
     if injected is None:
         return config
+    if injected.name == "vanishing":  # decoupled weight decay alone would move the starved layers
+        return replace(config, weight_decay=0.0)
     if injected.name == "lr-zero":
         return replace(config, lr=0.0)
     if injected.name == "overfit":  # memorise a handful of reviews, evaluating often
@@ -246,7 +248,7 @@ def _adjusted_for(injected: Injection | None, config: FinetuneConfig) -> Finetun
     return config
 
 
-def _freeze(model: torch.nn.Module, layers: int) -> None:
+def _freeze(model: Any, layers: int) -> None:
     if layers <= 0:
         return
     base = model.base_model

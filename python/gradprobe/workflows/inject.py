@@ -26,7 +26,7 @@ class Injection:
         """Steps the run needs for the rule to have the evidence it waits for."""
         return {"lr-zero": 60, "overfit": 80, "frozen": 6}.get(self.name, self.start_step + 4)
 
-    def alter_model(self, model: torch.nn.Module) -> list[Any]:
+    def alter_model(self, model: Any) -> list[Any]:
         """Changes the model before the probe attaches; returns hook handles to keep alive."""
         layers = _encoder_layers(model)
         if self.name == "bad-init":
@@ -44,7 +44,7 @@ class Injection:
             return [model.base_model.embeddings.register_forward_hook(self._nan_from_start())]
         return []
 
-    def optimizer_parameters(self, model: torch.nn.Module) -> Iterable[torch.nn.Parameter]:
+    def optimizer_parameters(self, model: Any) -> Iterable[torch.nn.Parameter]:
         """The parameters the optimizer is given: all of them, or (frozen) only the classifier head."""
         if self.name == "frozen":  # requires_grad stays on: the weights get gradients but never move
             head = {id(p) for p in model.base_model.parameters()}
@@ -91,7 +91,7 @@ def injection(name: str | None) -> Injection | None:
     return INJECTIONS[name]
 
 
-def _encoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
+def _encoder_layers(model: Any) -> Any:
     encoder = getattr(model.base_model, "encoder", None)
     if encoder is None or not hasattr(encoder, "layer"):
         raise ValueError(f"fault injection needs a BERT-like encoder (model.base_model.encoder.layer); "
