@@ -37,7 +37,7 @@ def add_parsers(commands: Any) -> None:
     demo = commands.add_parser("demo", help="fine-tune the pre-trained MiniLM on product reviews beside a "
                                "bag-of-n-grams baseline, watching every gradient (the README's main job)")
     demo.add_argument("--quick", action="store_true", help="a sub-minute version (few steps, small split)")
-    demo.add_argument("--steps", type=int, default=None, help="optimizer steps (default 240; --quick 12)")
+    demo.add_argument("--steps", type=int, default=None, help="optimizer steps (default 100; --quick 12)")
     demo.add_argument("--lr", type=float, default=None)
     demo.add_argument("--batch-size", type=int, default=None)
     demo.add_argument("--model", default=None, help="a Hugging Face model directory (default: the packaged MiniLM)")

@@ -134,6 +134,7 @@ def run_finetune(config: FinetuneConfig, log: Callable[[str], None] = print, sho
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()  # the new classifier head's "newly initialized" notice
+    hf_logging.disable_progress_bar()  # "Loading weights": our own bar follows
     injected = injection(config.inject)
     config = _adjusted_for(injected, config)
     path = resolve_model(config.model)
