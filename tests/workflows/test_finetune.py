@@ -72,3 +72,17 @@ def test_cli_takes_a_config_file_and_flags_win(tiny_bert, tmp_path, capsys):
     config.write_text("learning_rate: 1\n")
     assert main(["finetune", "--config", str(config), "--out", str(tmp_path / "x")]) == 2
     assert "unknown keys learning_rate" in capsys.readouterr().err
+
+
+def test_frozen_layers_stay_unchanged_and_are_not_reported_as_untrained(tiny_bert, tmp_path):
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    result, _ = finetune(tiny_bert, tmp_path, freeze_layers=1, max_steps=6, mixed_precision="bf16", save_best=True)
+    assert result.findings == [], [f"{f.code} {f.message}" for f in result.findings]
+    before = AutoModelForSequenceClassification.from_pretrained(tiny_bert).state_dict()
+    after = AutoModelForSequenceClassification.from_pretrained(tmp_path / "run" / "best").state_dict()
+    frozen = "bert.encoder.layer.0.intermediate.dense.weight"
+    assert torch.equal(before[frozen], after[frozen])
+    assert not torch.equal(before["bert.encoder.layer.1.intermediate.dense.weight"],
+                           after["bert.encoder.layer.1.intermediate.dense.weight"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -23,7 +24,7 @@ import torch
 import yaml
 
 from ..actions import Log, StopTraining
-from ..probe import Probe
+from ..probe import Probe, ProbeConfig
 from ..rules import Finding
 from ..store import open_run
 from .data import Columns, Example, Splits, generated_examples, load_examples, split_examples
@@ -173,8 +174,8 @@ def run_finetune(config: FinetuneConfig, log: Callable[[str], None] = print, sho
     started = time.perf_counter()
     step_seconds: list[float] = []
     actions = [Log(), StopTraining(min_severity="critical")]
-    with Probe(model, optimizer, out_dir=out_dir, config=config.preset, actions=actions, exist=config.exist,
-               scaler=scaler) as probe, TrainingProgress(total, "fine-tuning", log, show_progress) as progress:
+    with Probe(model, optimizer, out_dir=out_dir, config=_probe_config(config.preset, model), actions=actions,
+               exist=config.exist, scaler=scaler) as probe, TrainingProgress(total, "fine-tuning", log, show_progress) as progress:
         for step in range(total):
             step_started = time.perf_counter()
             model.train()
@@ -258,6 +259,20 @@ def _freeze(model: Any, layers: int) -> None:
     for layer in base.encoder.layer[:layers]:
         for parameter in layer.parameters():
             parameter.requires_grad_(False)
+
+
+def _probe_config(preset: str, model: torch.nn.Module) -> str | dict[str, Any]:
+    """Frozen parameters (freeze_layers) are left out of the weight collections: UnchangedTensor would
+    otherwise report them as not trained, which is the point of freezing. A config file is used as is."""
+    frozen = [f"^{re.escape(name)}$" for name, p in model.named_parameters() if not p.requires_grad]
+    try:
+        base = ProbeConfig.from_preset(preset)
+    except ValueError:
+        return preset
+    if not frozen:
+        return preset
+    return {"preset": preset, "collections": {c.name: {"exclude": [*c.exclude, *frozen]}
+                                              for c in base.collections if c.kind == "weight"}}
 
 
 def _linear_schedule(optimizer: torch.optim.Optimizer, total: int, warmup: int) -> torch.optim.lr_scheduler.LambdaLR:
