@@ -174,8 +174,9 @@ def run_finetune(config: FinetuneConfig, log: Callable[[str], None] = print, sho
     started = time.perf_counter()
     step_seconds: list[float] = []
     actions = [Log(), StopTraining(min_severity="critical")]
-    with Probe(model, optimizer, out_dir=out_dir, config=_probe_config(config.preset, model), actions=actions,
-               exist=config.exist, scaler=scaler) as probe, TrainingProgress(total, "fine-tuning", log, show_progress) as progress:
+    probe_config = _probe_config(config.preset, model)
+    with Probe(model, optimizer, out_dir=out_dir, config=probe_config, actions=actions, exist=config.exist,
+               scaler=scaler) as probe, TrainingProgress(total, "fine-tuning", log, show_progress) as progress:
         for step in range(total):
             step_started = time.perf_counter()
             model.train()
