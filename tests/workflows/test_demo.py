@@ -36,3 +36,13 @@ def test_the_report_is_written_when_gradprobe_report_exists(tmp_path, monkeypatc
     fake.write_report = lambda run_dir: Path(run_dir) / "report.html"  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "gradprobe.report", fake)
     assert write_report_if_available(tmp_path) == tmp_path / "report.html"
+
+
+def test_the_command_line_offers_the_workflows_without_loading_torch():
+    import subprocess
+
+    code = ("import sys, gradprobe.cli as cli\n"
+            "help = cli.build_parser().format_help()\n"
+            "assert all(c in help for c in ('demo', 'finetune', 'pretrain', 'models')), help\n"
+            "assert 'torch' not in sys.modules, 'gradprobe rules or show must not pay for torch'\n")
+    subprocess.run([sys.executable, "-c", code], check=True)

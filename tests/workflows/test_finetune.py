@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from gradprobe.workflows.inject import INJECTIONS
+from gradprobe.workflows.faults import INJECTIONS
 
 TINY = {"generated_reviews": 240, "batch_size": 8, "max_length": 48, "eval_every": 6, "max_steps": 12, "lr": 5e-4,
         "save_best": False, "exist": "overwrite"}

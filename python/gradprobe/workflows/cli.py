@@ -7,7 +7,7 @@ import argparse
 import sys
 from typing import Any
 
-from .inject import INJECTIONS
+from .faults import INJECTIONS
 from .models import find_models, format_table
 
 _FINETUNE_FLAGS: dict[str, tuple[type, str]] = {

@@ -28,7 +28,8 @@ from ..probe import Probe, ProbeConfig
 from ..rules import Finding
 from ..store import open_run
 from .data import Columns, Example, Splits, generated_examples, load_examples, split_examples
-from .inject import Injection, injection
+from .faults import Injection, injection
+from .inject import alter_model, optimizer_parameters, scale_loss
 from .metrics import ClassificationMetrics, classification_metrics
 from .pretrained import resolve_model
 from .progress import TrainingProgress
@@ -148,8 +149,8 @@ def run_finetune(config: FinetuneConfig, log: Callable[[str], None] = print, sho
     dropout = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0} if overfit else {}
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=len(LABELS), **dropout).to(device)
     _freeze(model, config.freeze_layers)
-    handles = injected.alter_model(model) if injected else []
-    parameters = list(injected.optimizer_parameters(model) if injected else model.parameters())
+    handles = alter_model(injected, model) if injected else []
+    parameters = list(optimizer_parameters(injected, model) if injected else model.parameters())
     optimizer = torch.optim.AdamW([p for p in parameters if p.requires_grad], lr=config.lr,
                                   weight_decay=config.weight_decay)
     batches_per_epoch = math.ceil(len(train) / config.batch_size)
@@ -187,7 +188,7 @@ def run_finetune(config: FinetuneConfig, log: Callable[[str], None] = print, sho
                     logits = model(**inputs).logits
                 loss = torch.nn.functional.cross_entropy(logits.float(), labels) / config.gradient_accumulation
                 step_loss += float(loss.detach())
-                loss = injected.scale_loss(loss, step) if injected else loss
+                loss = scale_loss(injected, loss, step) if injected else loss
                 (scaler.scale(loss) if scaler else loss).backward()
             if scaler:
                 scaler.unscale_(optimizer)
