@@ -20,6 +20,7 @@ from .show import report_unreadable, show_run
 from .stats import backends, unavailable_backends
 from .stats.backends.cpu import cpu_target
 from .store import open_run
+from .workflows.cli import add_parsers as add_workflow_parsers
 
 
 def _cmd_backends(_: argparse.Namespace) -> int:
@@ -28,14 +29,6 @@ def _cmd_backends(_: argparse.Namespace) -> int:
     for name, reason in unavailable_backends().items():
         print(f"{name:6s} unavailable: {reason}")
     print(cpu_target())
-    return 0
-
-
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from .workflows.demo import DemoConfig, run_demo  # torch and transformers: imported only here
-
-    run_demo(DemoConfig(steps=args.steps, batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr,
-                         model=args.model, out_dir=args.out))
     return 0
 
 
@@ -137,14 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gradprobe", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("backends", help="list the statistics backends usable here, and why others are not")
-    demo = commands.add_parser(
-        "demo", help="fine-tune the pre-trained MiniLM on product reviews, watching every gradient")
-    demo.add_argument("--steps", type=int, default=30)
-    demo.add_argument("--batch-size", type=int, default=16)
-    demo.add_argument("--seq-len", type=int, default=64)
-    demo.add_argument("--lr", type=float, default=5e-5)
-    demo.add_argument("--out", default=None, help="run directory (default: runs/demo-<time>)")
-    demo.add_argument("--model", default=None, help="a Hugging Face model directory (default: the packaged MiniLM)")
+    add_workflow_parsers(commands)
     show = commands.add_parser("show", help="summarise a run directory in the terminal")
     show.add_argument("run")
     show.add_argument("--top", type=int, default=12, help="tensors per table")
@@ -192,9 +178,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    handlers = {"backends": _cmd_backends, "demo": _cmd_demo, "show": _cmd_show, "export": _cmd_export,
+    if hasattr(args, "handler"):  # subcommands registered by their own modules
+        return int(args.handler(args))
+    handlers = {"backends": _cmd_backends, "show": _cmd_show, "export": _cmd_export,
                 "run": _cmd_run, "rules": _cmd_rules, "check": _cmd_check}
-    return handlers[args.command](args) if args.command in handlers else int(args.handler(args))
+    return handlers[args.command](args)
 
 
 if __name__ == "__main__":

@@ -18,12 +18,15 @@ LAZY_ALLOWED = {
     "gradprobe.workflows.demo": "the CLI loads torch and transformers only for `gradprobe demo`",
     # A call-time convenience, not a dependency of the store: the store works without the report.
     "gradprobe.report": "Run.report() loads the report (and plotly) only when called",
+    "gradprobe.workflows.finetune": "the CLI loads torch and transformers only for `gradprobe finetune`",
+    "gradprobe.workflows.pretrain": "the CLI loads torch and transformers only for `gradprobe pretrain`",
 }
 # Optional frameworks (not dependencies of the core): imported only by the modules named here, each
 # at its top, so that only who imports that module needs the framework.
 OPTIONAL_FRAMEWORKS = {
     "transformers": ("gradprobe.integrations.transformers",  # the Trainer callback subclasses TrainerCallback
-                     "gradprobe.workflows.demo"),  # `gradprobe demo` fine-tunes a BERT (loaded lazily by the CLI)
+                     "gradprobe.workflows.demo",  # `gradprobe demo` fine-tunes a BERT (loaded lazily by the CLI)
+                     "gradprobe.workflows.finetune", "gradprobe.workflows.pretrain"),  # likewise, lazily
     "lightning": ("gradprobe.integrations.lightning",),  # the callback subclasses lightning's Callback
     "accelerate": ("gradprobe.integrations.accelerate",),  # attach() checks for an Accelerator
 }

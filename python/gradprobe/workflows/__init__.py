@@ -1,1 +1,3 @@
-"""Ready-made training workflows: BERT fine-tuning on product reviews (MLM+NSP pretraining to come)."""
+"""Ready-made BERT training workflows with gradprobe attached: fine-tuning on product reviews (demo,
+finetune), MLM + NSP pretraining (pretrain), the local model list (models), a bag-of-n-grams baseline
+and fault injection. torch and transformers load only when a workflow runs."""
