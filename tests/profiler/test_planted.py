@@ -11,7 +11,10 @@ import time
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from .helpers import allowed_noise, codes, small_model, train
+from gradprobe.records import LoaderRecord, PhaseRecord, SystemRecord
+from gradprobe.rules import RuleEngine
+
+from .helpers import allowed_noise, codes, profiler_rules, small_model, train
 
 
 def batches(n: int, size: int = 8):
@@ -110,3 +113,19 @@ def test_a_growing_list_of_tensors_is_memory_growth(tmp_path):
     assert codes(findings) - {"GPUMemoryIncrease"} <= allowed_noise(run), [f.message for f in findings]
     rss = run.system(["proc_rss_bytes"])["value"].to_numpy()
     assert rss[-1] - rss[0] > 300e6
+
+
+def test_a_stored_run_replays_its_profiler_records_to_the_same_rules(tmp_path):
+    """`gradprobe check` / RuleEngine.replay(run.records()): system samples, phases and the loader
+    configuration come back from the store in time order and the profiler rules judge them again."""
+    findings, run = train(tmp_path / "run", DataLoader(SleepyDataset(), batch_size=4))
+    records = list(run.records())
+    phases = [r for r in records if isinstance(r, PhaseRecord)]
+    samples = [r for r in records if isinstance(r, SystemRecord)]
+    assert len(phases) == len(run.phases()) and [r.step for r in phases] == sorted(r.step for r in phases)
+    assert len(samples) == run.system()["time"].nunique() and all(s.values["host"] for s in samples)
+    assert [r.num_workers for r in records if isinstance(r, LoaderRecord)] == [0]
+    replayed = RuleEngine(profiler_rules()).replay(records)
+    assert "Dataloader" in codes(findings)
+    again = next(f for f in replayed if f.rule == "Dataloader")
+    assert again.evidence["wait_share"] > 0.5 and "num_workers=0" in again.message

@@ -13,10 +13,20 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..records import InputRecord, ModelFacts, Record, ScalarRecord, StatsRecord
+from ..records import (
+    InputRecord,
+    LoaderRecord,
+    ModelFacts,
+    PhaseRecord,
+    Record,
+    ScalarRecord,
+    StartupRecord,
+    StatsRecord,
+    SystemRecord,
+)
 from ..stats import HIST_BINS, Stats, hist_edges
 from .ownership import live_writers
-from .schema import EVENTS_FILE, META_FILE, PART_GLOB, SCHEMAS, STAT_COLUMNS, expand_hist, upgrade
+from .schema import EVENTS_FILE, META_FILE, PART_GLOB, PHASE_COLUMNS, SCHEMAS, STAT_COLUMNS, expand_hist, upgrade
 
 
 class RunCorruptError(ValueError):
@@ -216,9 +226,13 @@ class Run:
 
         The order of (mode, step) groups follows the time their scalars were recorded (so train and
         eval interleave as they did live); within a step: activations, gradients, weights, updates,
-        scalars, inputs, as the probe records them.
+        scalars, inputs, as the probe records them. The profiler's records (system samples, step
+        phases, the loaders and the time to the first step from meta.json) come in time order
+        between them. Not replayed: the cross-rank summaries (RanksRecord), exchanged live only.
         """
         yield self.facts()
+        profiler = iter(self._profiler_records())
+        pending = next(profiler, None)
         stats = self.table("stats").to_pandas()
         scalars = self.table("scalars").to_pandas()
         inputs = self.table("inputs").to_pandas()
@@ -229,6 +243,9 @@ class Run:
         scalar_groups = dict(iter(scalars.groupby(["mode", "step"]))) if len(scalars) else {}
         input_groups = dict(iter(inputs.groupby(["mode", "step"]))) if len(inputs) else {}
         for mode, step in order:
+            while pending is not None and pending[0] <= times.get((mode, step), float("inf")):
+                yield pending[1]
+                pending = next(profiler, None)
             group = stats_groups.get((mode, step))
             if group is not None:
                 for kind, rows in sorted(group.groupby("kind"), key=lambda kv: _KIND_ORDER.get(str(kv[0]), 9)):
@@ -241,6 +258,42 @@ class Run:
             if group is not None:
                 yield InputRecord(int(step), str(mode), dict(zip(group["token"], group["count"])),
                                   int(group["total"].iloc[0]))
+        while pending is not None:
+            yield pending[1]
+            pending = next(profiler, None)
+
+    def _profiler_records(self) -> list[tuple[float, Record]]:
+        """(time, record) of the profiler's tables and meta.json facts, in time order."""
+        found: list[tuple[float, Record]] = []
+        phases = self.phases()
+        p_step, p_mode, p_node = phases["step"].to_numpy(), phases["mode"].to_numpy(), phases["node"].to_numpy()
+        p_rank, p_time = phases["rank"].to_numpy(), phases["time"].to_numpy(np.float64)
+        per_phase = {c: phases[c].to_numpy(np.float64) for c in PHASE_COLUMNS}
+        for i in range(len(phases)):
+            record = PhaseRecord(int(p_step[i]), str(p_mode[i]), str(p_node[i]), int(p_rank[i]), float(p_time[i]),
+                                 {c: float(v[i]) for c, v in per_phase.items()})
+            found.append((record.time, record))
+        system = self.system()
+        s_time, s_node, s_rank = (system[c].to_numpy() for c in ("time", "node", "rank"))
+        s_device, s_metric, s_value = (system[c].to_numpy() for c in ("device", "metric", "value"))
+        samples: dict[tuple[float, str, int], dict[str, dict[str, float]]] = {}
+        for i in range(len(system)):  # rows of one sample share its time, node and rank
+            values = samples.setdefault((float(s_time[i]), str(s_node[i]), int(s_rank[i])), {})
+            values.setdefault(str(s_device[i]), {})[str(s_metric[i])] = float(s_value[i])
+        for (when, node, rank), values in samples.items():
+            step, mode = _step_in_progress(p_rank, p_time, p_step, p_mode, rank, when)
+            found.append((when, SystemRecord(when, node, rank, step, mode, values)))
+        facts = self.meta.get("profiler") or {}
+        start = float(facts.get("process_start_time", 0.0))
+        if "first_step_seconds" in facts:
+            seconds = float(facts["first_step_seconds"])
+            found.append((start + seconds, StartupRecord(0, "train", seconds)))
+        for loader in facts.get("loaders", []):
+            found.append((start, LoaderRecord(0, "train", int(loader["num_workers"]), bool(loader["pin_memory"]),
+                                              loader.get("batch_size"), loader.get("prefetch_factor"),
+                                              int(facts.get("cpus", 1)), 1, bool(facts.get("gpus")))))
+        found.sort(key=lambda item: item[0])
+        return found
 
     def _stats_frame(self, kind: str | None, names: Iterable[str] | None, mode: str | None) -> pd.DataFrame:
         table = self.table("stats")
@@ -253,6 +306,15 @@ class Run:
             frame = frame[frame["mode"] == mode]
         result: pd.DataFrame = frame.sort_values(["step", "kind"], kind="stable")
         return result
+
+
+def _step_in_progress(ranks: np.ndarray, times: np.ndarray, steps: np.ndarray, modes: np.ndarray, rank: int,
+                      when: float) -> tuple[int, str]:
+    """The (step, mode) a rank was in at `when`: the last of its steps that started before it."""
+    mine = np.flatnonzero((ranks == rank) & (times <= when))
+    if not len(mine):
+        return 0, "train"
+    return int(steps[mine[-1]]), str(modes[mine[-1]])
 
 
 _KIND_ORDER = {"activation": 0, "grad": 1, "weight": 2, "update": 3}
