@@ -123,3 +123,9 @@ def test_profiler_config_from_a_mapping_is_checked():
         ProbeConfig.from_dict({"profiler": {"profile_steps": [4, 2]}})
     with pytest.raises(ConfigError, match="phases"):
         ProbeConfig.from_dict({"profiler": {"phases": "yes"}})
+
+
+def test_utilisation_is_kept_within_0_and_100_percent():
+    from gradprobe.profiler.sampler import _percent
+
+    assert (_percent(-1e-12, 1.0), _percent(1.0 + 1e-9, 1.0), _percent(0.25, 1.0)) == (0.0, 100.0, 25.0)

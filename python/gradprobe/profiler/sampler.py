@@ -64,13 +64,13 @@ class SystemSampler:
             b1, w1, t1 = _busy_and_total(after)
             span = t1 - t0
             if span > 0:
-                values[m.core_device(index)] = {m.CPU_UTIL: 100.0 * (b1 - b0) / span}
+                values[m.core_device(index)] = {m.CPU_UTIL: _percent(b1 - b0, span)}
             busy_sum, iowait_sum, total_sum = busy_sum + b1 - b0, iowait_sum + w1 - w0, total_sum + span
         self._last_cores = cores
         if total_sum > 0:
-            host[m.CPU_UTIL] = 100.0 * busy_sum / total_sum
+            host[m.CPU_UTIL] = _percent(busy_sum, total_sum)
             if m.CPU_IOWAIT not in self.unavailable:
-                host[m.CPU_IOWAIT] = 100.0 * iowait_sum / total_sum
+                host[m.CPU_IOWAIT] = _percent(iowait_sum, total_sum)
         memory = psutil.virtual_memory()
         host[m.MEM_USED] = float(memory.total - memory.available)
         host[m.MEM_UTIL] = float(memory.percent)
@@ -101,3 +101,9 @@ class SystemSampler:
 
     def close(self) -> None:
         self._gpus.close()
+
+
+def _percent(part: float, whole: float) -> float:
+    """100 * part / whole within [0, 100]: the kernel's tick counters are read as float sums, whose
+    differences can land a rounding error outside the range (-6e-9 % was seen)."""
+    return min(100.0, max(0.0, 100.0 * part / whole))
