@@ -74,8 +74,9 @@ class TensorCapture:
         self.distribution: Distribution | None = None  # set by the probe under torch.distributed
         self.stale = False  # a parameter or module was added, or a layout moved: rebuild before the next capture
         self._activation_histogram = any(c.histogram for c in config.collections if c.kind == "activation")
-        # Hands over the gradients kept for the backward NaN/Inf origin (set by the probe's hooks).
+        # The gradients kept for the backward NaN/Inf origin, and how to forget them (set by the probe's hooks).
         self.backward_origin: Callable[[], tuple[list[str], list[torch.Tensor]]] = lambda: ([], [])
+        self.release_backward: Callable[[], None] = lambda: None
 
     def refresh_if_stale(self) -> ParameterGroups | None:
         """Rebuilds the plans after the model changed; returns the new parameter groups, if it did."""
@@ -94,6 +95,8 @@ class TensorCapture:
 
     def grads(self, state: StepState, mode: str, step: int, require_present: bool = False) -> None:
         kept_labels, kept_grads = self.backward_origin()
+        if kept_grads and kept_grads[0].is_cuda:
+            self.release_backward()  # the launch below is stream-ordered: the caching allocator may reuse them
         due = self.plans.grad.due(mode, step)
         if not due:
             return
@@ -102,26 +105,21 @@ class TensorCapture:
             return  # no gradients at probe.step() (nothing happened this step), or the launch was dropped
         state.grads_taken = True
         if kept_grads:
-            self._backward_origin(kept_labels, kept_grads, launched.pending, launched.result_rows, mode, step)
+            self._backward_origin(kept_labels, kept_grads, launched.pending, mode, step)
         self._consumer.put(StatsItem(step, mode, "grad", launched.names, launched.names_arrow, launched.result_rows,
                                      launched.pending, histogram=self.plans.grad.histogram(due),
                                      exchange=launched.exchange))
 
     def _backward_origin(self, labels: list[str], grads: list[torch.Tensor], pending: PendingStats | None,
-                         rows: np.ndarray, mode: str, step: int) -> None:
+                         mode: str, step: int) -> None:
         """The kept gradients of parameterless modules' outputs and inputs (nonfinite_origin.py),
         enqueued before the parameter gradients so that the rules see where the backward broke
         first. On the CPU the parameter gradients are already measured: the kept ones are measured
         only when those hold NaN/Inf. On a GPU they are always launched and kept only if non-finite."""
         if pending is None:
             return
-        if not grads[0].is_cuda:
-            if not pending.done():
-                return
-            stats = pending.result()
-            present = rows[rows >= 0]
-            if not (stats.nans[present] + stats.infs[present]).any():
-                return
+        if not grads[0].is_cuda and not pending.any_nonfinite():
+            return  # finite parameter gradients (or not known yet): nothing broke in this backward
         self.activations(labels, grads, mode, step, kind="activation_grad", origin_only=grads[0].is_cuda)
 
     def before_optimizer_step(self, state: StepState, mode: str, step: int) -> None:

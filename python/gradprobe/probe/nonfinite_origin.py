@@ -10,7 +10,7 @@ of them is non-finite.
 
 Backward: modules without parameters (activation functions, custom functions) cannot be located
 by parameter gradients, so for them the gradients of their output and of their input are kept until
-the step's gradients are taken. A module whose output gradient is finite while its input gradient
+the next forward (on a GPU, until the step's gradients are launched). A module whose output gradient is finite while its input gradient
 is not produced the NaN/Inf in its own backward. They are measured only when the step's parameter
 gradients hold NaN/Inf (CPU), or on every step and kept only when non-finite (GPU). Parameter
 gradients locate the rest (the first non-finite one in backward order).
@@ -58,20 +58,22 @@ class NonFiniteOrigin:
             handle.remove()
         self._handles.clear()
         self._clear_forward()
-        self.take_backward()
+        self.release_backward()
 
-    def take_backward(self) -> tuple[list[str], list[torch.Tensor]]:
-        """The kept gradients of the last backward (firing order), handed over and forgotten."""
-        taken = self._grad_labels, self._grads
+    def kept_backward(self) -> tuple[list[str], list[torch.Tensor]]:
+        """The kept gradients of the last backward (firing order); they stay kept until release."""
+        return self._grad_labels, self._grads
+
+    def release_backward(self) -> None:
+        """Forgets the kept gradients. On the CPU this waits for the next forward, outside the step's
+        hooks: freeing large tensors costs time that the backward would otherwise have spent."""
         self._grad_labels, self._grads = [], []
-        return taken
 
     # -- hooks ----------------------------------------------------------------------------------
     def _on_root_start(self, module: torch.nn.Module, args: Any) -> None:
         self._clear_forward()
+        self.release_backward()  # a new forward: the previous backward is over (or not the last micro-batch)
         self._tracking = torch.is_grad_enabled() and not self._capture_armed()
-        if self._tracking:
-            self.take_backward()  # a new micro-batch: the previous backward is no longer the last one
 
     def _on_module(self, module: torch.nn.Module, inputs: tuple, output: Any) -> None:
         if not self._tracking:

@@ -112,7 +112,8 @@ class Probe:
                                  on_activations=self._on_activations, on_model_inputs=self._on_model_inputs,
                                  on_nonfinite_forward=self._on_nonfinite_forward)
         if self._hooks.nonfinite_origin is not None:
-            self._capture.backward_origin = self._hooks.nonfinite_origin.take_backward
+            self._capture.backward_origin = self._hooks.nonfinite_origin.kept_backward
+            self._capture.release_backward = self._hooks.nonfinite_origin.release_backward
         self._hooks.arm_activations(self._mode, self._steps[self._mode])
         self._session.event({"type": "start", "preset": self.config.preset,
                              "parameters": len(self._capture.plans.params),

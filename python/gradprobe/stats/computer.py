@@ -11,6 +11,7 @@ import numpy as np
 
 from ._layout import FIELDS, HIST_BINS
 from .backends import BACKEND_NAMES, Backend, Launch
+from .backends.base import Finished
 from .backends.cpu import CpuBackend
 from .backends.cuda import CudaBackend
 from .backends.cupy import CupyBackend
@@ -18,6 +19,8 @@ from .backends.reference import ReferenceBackend
 from .inputs import Device, InputError, Table, build_table, device_name
 from .post_step import PostStepTable
 from .result import Stats
+
+_NANS, _INFS = FIELDS.index("nans"), FIELDS.index("infs")
 
 # Preference per device kind when no backend is named.
 _PREFERENCE = {"cpu": ("cpu", "torch"), "cuda": ("cuda", "cupy", "torch")}
@@ -71,6 +74,17 @@ class PendingStats:
             launch.release()
         self._launches = []
         self.discarded = self._result is None
+
+    def any_nonfinite(self) -> bool | None:
+        """Whether some row holds a NaN or Inf, when that is known without waiting or copying
+        (launches that completed synchronously, on the CPU); None otherwise."""
+        if self._result is not None:
+            return bool((self._result.nans + self._result.infs).any())
+        if self.discarded or not all(isinstance(launch, Finished) for _, launch in self._launches):
+            return None
+        columns = [_NANS, _INFS]
+        return any(bool(launch.table()[:, columns].any()) for _, launch in self._launches
+                   if isinstance(launch, Finished))
 
     def result(self) -> Stats:
         if self.discarded:

@@ -40,6 +40,10 @@ class Finished:
     def done(self) -> bool:
         return True
 
+    def table(self) -> np.ndarray:
+        """The (rows, FIELDS) result in place (read-only use)."""
+        return self._out
+
     def read(self, out: np.ndarray, hist: np.ndarray | None) -> None:
         out[...] = self._out
         if hist is not None and self._hist is not None:
