@@ -9,11 +9,12 @@ host-device sync, the fused call runs on every step and the consumer keeps its r
 of them is non-finite.
 
 Backward: modules without parameters (activation functions, custom functions) cannot be located
-by parameter gradients, so for them the gradients of their output and of their input are kept until
-the next forward (on a GPU, until the step's gradients are launched). A module whose output gradient is finite while its input gradient
-is not produced the NaN/Inf in its own backward. They are measured only when the step's parameter
-gradients hold NaN/Inf (CPU), or on every step and kept only when non-finite (GPU). Parameter
-gradients locate the rest (the first non-finite one in backward order).
+by parameter gradients, so for them the gradients of their output and of their input are kept
+until the next forward (on a GPU, until the step's gradients are launched). A module whose output
+gradient is finite while its input gradient is not produced the NaN/Inf in its own backward. They
+are measured only when the step's parameter gradients hold NaN/Inf (CPU), or on every step and kept
+only when non-finite (GPU). Parameter gradients locate the rest (the first non-finite one in
+backward order).
 
 Limits: forwards under no_grad (evaluation) are not tracked (the loss check still reports a NaN
 loss); with gradient accumulation the backward of the last micro-batch is the one located.
