@@ -36,6 +36,13 @@ def first_tensor(value: Any) -> torch.Tensor | None:
     return None
 
 
+def call_label(calls_seen: dict[str, int], name: str) -> str:
+    """`name` for a module's first call in a forward, `name#1`, `name#2` ... for its later ones."""
+    calls = calls_seen.get(name, 0)
+    calls_seen[name] = calls + 1
+    return name if calls == 0 else f"{name}#{calls}"
+
+
 def select_modules(model: torch.nn.Module, selects: Callable[[str], bool],
                    patterns_given: bool) -> list[tuple[str, torch.nn.Module]]:
     """Every module below the root (containers too), minus dropout and identity.
@@ -78,10 +85,7 @@ class ActivationCapture:
         self._labels, self._tensors, self._names_seen = [], [], {}
 
     def _on_module(self, module: torch.nn.Module, inputs: tuple, output: Any) -> None:
-        name = self._names[id(module)]
-        calls = self._names_seen.get(name, 0)
-        self._names_seen[name] = calls + 1
-        label = name if calls == 0 else f"{name}#{calls}"
+        label = call_label(self._names_seen, self._names[id(module)])
         out = first_tensor(output)
         if out is not None and out.is_floating_point():
             self._labels.append(label)

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from .activations import first_tensor, select_modules
+from .activations import call_label, first_tensor, select_modules
 
 # (labels, tensors, origin_only): origin_only means "keep the rows only if one is non-finite".
 OnTensors = Callable[[list[str], list[torch.Tensor], bool], None]
@@ -79,10 +79,7 @@ class NonFiniteOrigin:
     def _on_module(self, module: torch.nn.Module, inputs: tuple, output: Any) -> None:
         if not self._tracking:
             return
-        name = self._names[id(module)]
-        calls = self._calls.get(name, 0)
-        self._calls[name] = calls + 1
-        label = name if calls == 0 else f"{name}#{calls}"
+        label = call_label(self._calls, self._names[id(module)])
         out = first_tensor(output)
         if out is None or not out.is_floating_point():
             return
