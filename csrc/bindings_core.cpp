@@ -119,6 +119,23 @@ PYBIND11_MODULE(_core, m) {
       },
       py::arg("ptr"), py::arg("n"), py::arg("threads") = 0,
       "Reads n float32 values once as fast as the current CPU target can (the memory-read floor for benchmarks).");
+  m.def(
+      "read_floor_many",
+      [](const py::sequence& ptrs, const py::sequence& ns, int threads) {
+        if (py::len(ptrs) != py::len(ns)) throw py::value_error("read_floor_many: ptrs and ns differ in length");
+        std::vector<const float*> data;
+        std::vector<gp::i64> counts;
+        for (std::size_t i = 0; i < py::len(ptrs); ++i) {
+          counts.push_back(ns[i].cast<gp::i64>());
+          if (counts.back() < 0) throw py::value_error("read_floor_many: every n must be >= 0");
+          data.push_back(reinterpret_cast<const float*>(ptrs[i].cast<std::uintptr_t>()));
+        }
+        py::gil_scoped_release release;
+        return gp::cpu::read_floor_sum_many(data.data(), counts.data(), (gp::i64)counts.size(), threads);
+      },
+      py::arg("ptrs"), py::arg("ns"), py::arg("threads") = 0,
+      "Reads every array (ns[i] float32 values at ptrs[i]) once, in one parallel region split like the "
+      "statistics pass: the read floor of a tensor set.");
 
   // The fused CPU post-step operation (csrc/post_step_args.hpp).
   gp::bind::register_post_step(m);

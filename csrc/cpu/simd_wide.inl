@@ -155,14 +155,17 @@ struct Halving<T, 1> {
 
 inline float sum_lanes_float(vf v) { return Halving<float, W>::sum(v); }
 
-template <class V>
-inline double sum_lanes(V v) {
-  if constexpr (sizeof(v[0]) == 8) {
-    return Halving<double, lanes_of<V>()>::sum((typename Halving<double, lanes_of<V>()>::V)v);
-  } else {
-    typedef double D __attribute__((vector_size(lanes_of<V>() * 8)));
-    return Halving<double, lanes_of<V>()>::sum(__builtin_convertvector(v, D));
-  }
+inline double sum_lanes(vd v) { return Halving<double, WD>::sum(v); }
+
+// Float lanes are widened half by half into float64 vectors of the register's size: a widening of
+// the whole vector makes a generic vector twice the register, which compilers move through memory
+// (store-forwarding stalls once per block).
+inline double sum_lanes(vf v) {
+  typedef float Half __attribute__((vector_size(WD * 4)));
+  Half lo, hi;
+  __builtin_memcpy(&lo, &v, sizeof lo);
+  __builtin_memcpy(&hi, (const char*)&v + sizeof lo, sizeof hi);
+  return sum_lanes(__builtin_convertvector(lo, vd) + __builtin_convertvector(hi, vd));
 }
 
 // Per-lane float64 accumulators of the wide path.

@@ -5,6 +5,8 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <utility>
+#include <vector>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -223,6 +225,22 @@ double read_floor_sum(const float* data, i64 n, int threads) {
     i64 begin = std::min(n, (i64)w * per), end = std::min(n, begin + per);
     total += kernels.read_floor(data + begin, end - begin);
   }
+  return total;
+}
+
+double read_floor_sum_many(const float* const* data, const i64* n, i64 count, int threads) {
+  // The same work split as Engine::run (chunks of kChunk values, handed out dynamically, one
+  // parallel region for the whole set), so that the floor carries no per-tensor overhead the
+  // statistics pass does not have.
+  std::vector<std::pair<const float*, i64>> chunks;
+  for (i64 t = 0; t < count; ++t)
+    for (i64 start = 0; start < n[t]; start += kChunk) chunks.emplace_back(data[t] + start, std::min(kChunk, n[t] - start));
+  const int num_threads = threads > 0 ? threads : omp_get_max_threads();
+  const Kernels& kernels = current_kernels();
+  double total = 0;
+  const i64 num_chunks = (i64)chunks.size();
+#pragma omp parallel for reduction(+ : total) num_threads(num_threads) schedule(dynamic, 1)
+  for (i64 k = 0; k < num_chunks; ++k) total += kernels.read_floor(chunks[k].first, chunks[k].second);
   return total;
 }
 

@@ -44,5 +44,7 @@ class Engine {
 
 // Sums the bytes as float32 as fast as the memory allows: the read floor that benchmarks compare to.
 double read_floor_sum(const float* data, i64 n, int threads);
+// The same over many arrays in one parallel region, split like the statistics pass.
+double read_floor_sum_many(const float* const* data, const i64* n, i64 count, int threads);
 
 }  // namespace gp::cpu

@@ -19,9 +19,6 @@ namespace {
 #include "simd_wide.inl"
 
 constexpr i64 kFastBlock = 512;
-// The hardware prefetcher alone leaves the fast loop ~1.6x the read floor; asking for both
-// lines of each iteration 8 KiB ahead brings it to ~1.1x (bench/RESULTS.md).
-constexpr i64 kPrefetchBytes = 8192;
 
 template <int D>
 GP_AVX512 inline __m512 load16(const void* base, i64 i) {
@@ -43,6 +40,33 @@ GP_AVX512 inline __m512 load_x(const TensorDesc& t, i64 i) {
   __m512 a = load16<D>((const void*)t.a, i);
   if constexpr (kPair) return _mm512_sub_ps(a, load16<D>((const void*)t.b, i));
   else return a;
+}
+
+// Elements [i, i+32) as two float vectors. bfloat16 is the top half of a float32: one load of 32
+// values gives the even ones by a shift and the odd ones by a mask (no widening shuffle). The lanes
+// come out permuted, which no block statistic or bin depends on; every pass over a block reads it
+// through this function, so all of them see the same permutation.
+template <int D>
+GP_AVX512 inline void load2(const void* base, i64 i, __m512& x0, __m512& x1) {
+  if constexpr (D == kBF16) {
+    const __m512i v = _mm512_loadu_si512((const void*)((const unsigned short*)base + i));
+    x0 = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+    x1 = _mm512_castsi512_ps(_mm512_and_si512(v, _mm512_set1_epi32((int)0xFFFF0000u)));
+  } else {
+    x0 = load16<D>(base, i);
+    x1 = load16<D>(base, i + 16);
+  }
+}
+
+template <int D, bool kPair>
+GP_AVX512 inline void load2_x(const TensorDesc& t, i64 i, __m512& x0, __m512& x1) {
+  load2<D>((const void*)t.a, i, x0, x1);
+  if constexpr (kPair) {
+    __m512 b0, b1;
+    load2<D>((const void*)t.b, i, b0, b1);
+    x0 = _mm512_sub_ps(x0, b0);
+    x1 = _mm512_sub_ps(x1, b1);
+  }
 }
 
 // Lanes where fl(a - b) != a - b, by the error term of Knuth's TwoSum (zero iff exact).
@@ -88,11 +112,14 @@ GP_AVX512_HIST inline int min_byte(__m512i v) {
 
 template <int D, bool kPair>
 GP_AVX512 void block_hist_scalar(const TensorDesc& t, i64 i, u64 zeros, u64* hist) {
-  alignas(64) u32 field[16];
+  alignas(64) u32 field[32];
   u64 field_zero = 0;
-  for (i64 j = i; j < i + kFastBlock; j += 16) {
-    _mm512_store_si512((__m512i*)field, _mm512_srli_epi32(_mm512_slli_epi32(_mm512_castps_si512(load_x<D, kPair>(t, j)), 1), 24));
-    for (int k = 0; k < 16; ++k) {
+  for (i64 j = i; j < i + kFastBlock; j += 32) {
+    __m512 x0, x1;
+    load2_x<D, kPair>(t, j, x0, x1);
+    _mm512_store_si512((__m512i*)field, _mm512_srli_epi32(_mm512_slli_epi32(_mm512_castps_si512(x0), 1), 24));
+    _mm512_store_si512((__m512i*)(field + 16), _mm512_srli_epi32(_mm512_slli_epi32(_mm512_castps_si512(x1), 1), 24));
+    for (int k = 0; k < 32; ++k) {
       if (field[k]) ++hist[hist_bin_of_f32_exponent_field((int)field[k])];
       else ++field_zero;
     }
@@ -114,10 +141,13 @@ GP_AVX512_HIST void block_hist(const TensorDesc& t, i64 i, u64 zeros, bool has_t
   const __m512i one = _mm512_set1_epi8(1);
   for (int v = 0; v < kVectorsPerBlock; ++v) {
     const i64 j = i + 64 * v;
-    __m512i t0 = _mm512_slli_epi32(_mm512_castps_si512(load_x<D, kPair>(t, j)), 1);
-    __m512i t1 = _mm512_slli_epi32(_mm512_castps_si512(load_x<D, kPair>(t, j + 16)), 1);
-    __m512i t2 = _mm512_slli_epi32(_mm512_castps_si512(load_x<D, kPair>(t, j + 32)), 1);
-    __m512i t3 = _mm512_slli_epi32(_mm512_castps_si512(load_x<D, kPair>(t, j + 48)), 1);
+    __m512 x0, x1, x2, x3;
+    load2_x<D, kPair>(t, j, x0, x1);
+    load2_x<D, kPair>(t, j + 32, x2, x3);
+    __m512i t0 = _mm512_slli_epi32(_mm512_castps_si512(x0), 1);
+    __m512i t1 = _mm512_slli_epi32(_mm512_castps_si512(x1), 1);
+    __m512i t2 = _mm512_slli_epi32(_mm512_castps_si512(x2), 1);
+    __m512i t3 = _mm512_slli_epi32(_mm512_castps_si512(x3), 1);
     __m512i low = _mm512_permutex2var_epi8(t0, gather, t1);
     __m512i high = _mm512_permutex2var_epi8(t2, gather, t3);
     fields[v] = _mm512_mask_blend_epi8(0xFFFFFFFF00000000ULL, low, high);
@@ -186,11 +216,10 @@ GP_AVX512 inline bool block_fits_float_lanes(__m512 l1, __m512 s2, __m512 mn, __
   return _mm512_cmp_ps_mask(s2, _mm512_set1_ps(0x1p-80f), _CMP_GE_OQ) != 0;
 }
 
-// One fast-loop iteration reads 128 bytes of float32 (two lines) or 64 of a 16-bit type.
-template <int D>
-GP_AVX512 inline void prefetch_ahead(const void* base, i64 j) {
-  _mm_prefetch((const char*)base + j * (D == kF32 ? 4 : 2) + kPrefetchBytes, _MM_HINT_T0);
-  if constexpr (D == kF32) _mm_prefetch((const char*)base + j * 4 + kPrefetchBytes + 64, _MM_HINT_T0);
+// A block's shift from the float lanes of its sum: its mean (0 if not finite).
+GP_AVX512 inline float shift_of_sum(__m512 sum) {
+  const float mean = _mm512_reduce_add_ps(sum) * (1.0f / kFastBlock);
+  return __builtin_isfinite(mean) ? mean : 0.0f;
 }
 
 // Sum of a block in float lanes: the block's shift, so that every block is summed around its own
@@ -199,11 +228,12 @@ template <int D, bool kPair>
 GP_AVX512 inline float block_mean(const TensorDesc& t, i64 i) {
   __m512 a = _mm512_setzero_ps(), b = a;
   for (i64 j = i; j < i + kFastBlock; j += 32) {
-    a = _mm512_add_ps(a, load_x<D, kPair>(t, j));
-    b = _mm512_add_ps(b, load_x<D, kPair>(t, j + 16));
+    __m512 x0, x1;
+    load2_x<D, kPair>(t, j, x0, x1);
+    a = _mm512_add_ps(a, x0);
+    b = _mm512_add_ps(b, x1);
   }
-  float mean = _mm512_reduce_add_ps(_mm512_add_ps(a, b)) * (1.0f / kFastBlock);
-  return __builtin_isfinite(mean) ? mean : 0.0f;
+  return shift_of_sum(_mm512_add_ps(a, b));
 }
 
 GP_AVX512 inline double reduce_wide(__m512 v) { return _mm512_reduce_add_pd(widen_sum(v)); }
@@ -228,10 +258,13 @@ ExponentTables& thread_tables() {
 
 template <int D, bool kPair>
 GP_AVX512 void block_hist_tables(const TensorDesc& t, i64 i, ExponentTables& tables) {
-  alignas(64) u32 field[16];
-  for (i64 j = i; j < i + kFastBlock; j += 16) {
-    _mm512_store_si512((__m512i*)field, _mm512_srli_epi32(_mm512_castps_si512(load_x<D, kPair>(t, j)), 23));
-    for (int k = 0; k < 16; ++k) ++tables.count[k & (kTables - 1)][field[k]];
+  alignas(64) u32 field[32];
+  for (i64 j = i; j < i + kFastBlock; j += 32) {
+    __m512 x0, x1;
+    load2_x<D, kPair>(t, j, x0, x1);
+    _mm512_store_si512((__m512i*)field, _mm512_srli_epi32(_mm512_castps_si512(x0), 23));
+    _mm512_store_si512((__m512i*)(field + 16), _mm512_srli_epi32(_mm512_castps_si512(x1), 23));
+    for (int k = 0; k < 32; ++k) ++tables.count[k & (kTables - 1)][field[k]];
   }
 }
 
@@ -284,9 +317,8 @@ GP_AVX512 inline int min_byte_bw(__m512i v) {
   return _mm_cvtsi128_si32(_mm_minpos_epu16(z)) & 0xFFFF;
 }
 
-template <int D, bool kPair>
-GP_AVX512 inline __m512i exponent_fields(const TensorDesc& t, i64 j) {
-  return _mm512_srli_epi32(_mm512_slli_epi32(_mm512_castps_si512(load_x<D, kPair>(t, j)), 1), 24);
+GP_AVX512 inline __m512i exponent_fields(__m512 x) {
+  return _mm512_srli_epi32(_mm512_slli_epi32(_mm512_castps_si512(x), 1), 24);
 }
 
 template <int D, bool kPair>
@@ -297,8 +329,11 @@ GP_AVX512 bool block_hist_masks(const TensorDesc& t, i64 i, u64 zeros, bool has_
   const __m512i one = _mm512_set1_epi8(1);
   for (int v = 0; v < kVectorsPerBlock; ++v) {
     const i64 j = i + 64 * v;
-    const __m512i a = _mm512_packs_epi32(exponent_fields<D, kPair>(t, j), exponent_fields<D, kPair>(t, j + 16));
-    const __m512i b = _mm512_packs_epi32(exponent_fields<D, kPair>(t, j + 32), exponent_fields<D, kPair>(t, j + 48));
+    __m512 x0, x1, x2, x3;
+    load2_x<D, kPair>(t, j, x0, x1);
+    load2_x<D, kPair>(t, j + 32, x2, x3);
+    const __m512i a = _mm512_packs_epi32(exponent_fields(x0), exponent_fields(x1));
+    const __m512i b = _mm512_packs_epi32(exponent_fields(x2), exponent_fields(x3));
     fields[v] = _mm512_packus_epi16(a, b);
     lo_minus_one = _mm512_min_epu8(lo_minus_one, _mm512_sub_epi8(fields[v], one));  // field 0 wraps to 255
     hi = _mm512_max_epu8(hi, fields[v]);
@@ -340,16 +375,25 @@ GP_AVX512 Partial stretch_fast(const TensorDesc& t, i64 start, i64 len, Sums& ex
   bool tables_used = false;
   const i64 end = start + len;
   i64 i = start;
-  for (; i + kFastBlock <= end; i += kFastBlock) {
-    const float block_shift = block_mean<D, kPair>(t, i);
+  float block_shift = block_mean<D, kPair>(t, i), next_shift = 0.0f;
+  for (; i + kFastBlock <= end; i += kFastBlock, block_shift = next_shift) {
     const __m512 shift = _mm512_set1_ps(block_shift);
+    // The next block's sum (its shift) is read while this block is computed: memory reads stay in
+    // flight during the arithmetic and no block waits on its own mean. The last block rereads itself.
+    // The hardware prefetcher follows these reads; software prefetches 8 KiB ahead made the pass
+    // slower (1.2x the read floor against 1.0x; they paid off only before this pipelining).
+    const i64 next_offset = i + 2 * kFastBlock <= end ? kFastBlock : 0;
+    __m512 next_a = zero, next_b = zero;
     __m512 s1a = zero, s1b = zero, s2a = zero, s2b = zero, l1a = zero, l1b = zero;
     __m512 mina = inf, minb = inf, maxa = _mm512_sub_ps(zero, inf), maxb = maxa, tiny = inf;
     __mmask16 powers_of_two = 0;  // pairs: non-zero differences whose mantissa is 0
     for (i64 j = i; j < i + kFastBlock; j += 32) {
-      prefetch_ahead<D>((const void*)t.a, j);
-      if constexpr (kPair) prefetch_ahead<D>((const void*)t.b, j);
-      __m512 x0 = load_x<D, kPair>(t, j), x1 = load_x<D, kPair>(t, j + 16);
+      __m512 y0, y1;
+      load2_x<D, kPair>(t, j + next_offset, y0, y1);
+      next_a = _mm512_add_ps(next_a, y0);
+      next_b = _mm512_add_ps(next_b, y1);
+      __m512 x0, x1;
+      load2_x<D, kPair>(t, j, x0, x1);
       __m512 d0 = _mm512_sub_ps(x0, shift), d1 = _mm512_sub_ps(x1, shift);
       __m512 a0 = _mm512_abs_ps(x0), a1 = _mm512_abs_ps(x1);
       s1a = _mm512_add_ps(s1a, d0);
@@ -371,6 +415,7 @@ GP_AVX512 Partial stretch_fast(const TensorDesc& t, i64 start, i64 len, Sums& ex
                                                       _mm512_castps_si512(x1), mantissa);
       }
     }
+    next_shift = shift_of_sum(_mm512_add_ps(next_a, next_b));
     if constexpr (kPair) {
       // A rounded float difference changes histogram bin only when it rounds onto a power of two;
       // such a block is checked exactly (TwoSum) and, if inexact, redone in float64.
@@ -387,8 +432,16 @@ GP_AVX512 Partial stretch_fast(const TensorDesc& t, i64 start, i64 len, Sums& ex
     }
     u64 zeros = 0;
     if (_mm512_cmp_ps_mask(tiny, zero, _CMP_EQ_OQ)) {
-      for (i64 j = i; j < i + kFastBlock; j += 16)
-        zeros += (u64)__builtin_popcount(_mm512_cmp_ps_mask(load_x<D, kPair>(t, j), zero, _CMP_EQ_OQ));
+      // Counted in vector lanes, not by popcounts of the 16-bit compare masks: GCC 12 -O3 gave
+      // wrong counts for those once this loop was unrolled (masks spilled to the stack with kmovw).
+      __m512i count = _mm512_setzero_si512();
+      for (i64 j = i; j < i + kFastBlock; j += 32) {
+        __m512 x0, x1;
+        load2_x<D, kPair>(t, j, x0, x1);
+        count = _mm512_sub_epi32(count, _mm512_movm_epi32(_mm512_cmp_ps_mask(x0, zero, _CMP_EQ_OQ)));
+        count = _mm512_sub_epi32(count, _mm512_movm_epi32(_mm512_cmp_ps_mask(x1, zero, _CMP_EQ_OQ)));
+      }
+      zeros = (u64)_mm512_reduce_add_epi32(count);
     }
     const double n = (double)kFastBlock, s1_sum = reduce_wide(_mm512_add_ps(s1a, s1b));
     const double m2 = reduce_wide(s2) - s1_sum * (s1_sum / n);

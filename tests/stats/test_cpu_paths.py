@@ -53,6 +53,23 @@ def test_each_target_specials_in_every_block_position(cpu_path, dtype, rng_seed)
     assert_stats_close(tensor_stats(tensors, backend="cpu"), reference(tensors), f"{cpu_path} {dtype} seed={rng_seed}")
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=[str(d) for d in DTYPES])
+def test_each_target_blocks_whose_means_jump(cpu_path, dtype, rng_seed):
+    """Each block's shift is read while the block before it is computed: blocks whose means and
+    spreads jump from one block to the next, a non-finite block, and 1, 2 and 3 blocks (+ tails)."""
+    g = torch.Generator().manual_seed(rng_seed)
+    means = [0.0, 1e4, -3e3, 1e-3, 2e4, 0.0, -7.5, 1e2]
+    spreads = [1.0, 1e-2, 10.0, 1e-4, 1.0, 1e3, 1e-1, 1.0]
+    if dtype == torch.float16:
+        means = [m / 16 for m in means]
+    blocks = [m + s * torch.randn(BLOCK, generator=g, dtype=torch.float64) for m, s in zip(means, spreads)]
+    jumping = torch.cat(blocks).to(dtype)
+    with_nan = jumping.clone()
+    with_nan[3 * BLOCK + 5] = float("nan")
+    tensors = [jumping, with_nan, jumping[: BLOCK], jumping[BLOCK: 3 * BLOCK + 1], jumping[2 * BLOCK: 5 * BLOCK + 77]]
+    assert_stats_close(tensor_stats(tensors, backend="cpu"), reference(tensors), f"{cpu_path} {dtype} seed={rng_seed}")
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64],
                          ids=["float32", "float16", "bfloat16", "float64"])
 def test_each_target_pairs(cpu_path, dtype, rng_seed):
