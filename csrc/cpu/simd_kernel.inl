@@ -50,6 +50,11 @@ bool block_has_inexact_difference(const TensorDesc& t, i64 i) {
   return any_lane(inexact);
 }
 
+// Unstaged blocks: the block loop reads the next block once every kNextEvery iterations (2W values
+// each), once per 64-byte cache line.
+template <int D>
+constexpr i64 kNextEvery = 64 / (2 * W * (D == kF32 ? 4 : 2)) > 1 ? 64 / (2 * W * (D == kF32 ? 4 : 2)) : 1;
+
 // Whether a block is staged: float16 inputs and pairs are converted (or subtracted) once into a
 // float32 copy of the block in L1, which the statistics and histogram passes then read. float32
 // and bfloat16 (a shift and a mask: cheaper than a store and a reload) are read from the input again.
@@ -261,6 +266,65 @@ struct SmallestMagnitude {
 #endif
 };
 
+#if !((defined(__x86_64__) || defined(_M_X64)) && !defined(__SSE4_1__))
+// bfloat16's min, max and smallest |x| on its raw 16-bit lanes, 2W values per instruction and on
+// the integer ports (the float min/max ports limit the loop). Positive values order as signed
+// integers; negative ones by magnitude as unsigned integers. So per lane: the maximum is the signed
+// maximum if it is non-negative, else (all negative) the unsigned minimum; the minimum is the
+// unsigned maximum if it is negative, else (none negative) the unsigned minimum. NaN orders wrong,
+// but a block holding one is redone in float64 (its sums are not finite). SSE2 lacks the unsigned
+// 16-bit compares.
+constexpr bool kIntegerExtremes = true;
+struct Bf16Extremes {
+  typedef short vs16 __attribute__((vector_size(W * 4)));
+  typedef unsigned short vu16 __attribute__((vector_size(W * 4)));
+  vs16 signed_max = splat<vs16>((short)-32768);
+  vu16 unsigned_max = splat<vu16>((unsigned short)0);
+  vu16 unsigned_min = splat<vu16>((unsigned short)0xffff);
+  vu16 least = splat<vu16>((unsigned short)0x7f80);  // smallest |x|, from +inf
+  void add(vu raw) {
+    const vs16 s = (vs16)raw;
+    const vu16 u = (vu16)raw, magnitude = u & (unsigned short)0x7fff;
+    signed_max = s > signed_max ? s : signed_max;
+    unsigned_max = u > unsigned_max ? u : unsigned_max;
+    unsigned_min = u < unsigned_min ? u : unsigned_min;
+    least = magnitude < least ? magnitude : least;
+  }
+  // Each 32-bit lane holds two bfloat16 values: the low one is even, the high one odd.
+  static void widen(vu16 bits, vf& even, vf& odd) {
+    even = (vf)((vu)bits << 16);
+    odd = (vf)((vu)bits & 0xffff0000u);
+  }
+  vf max() const {
+    const vu16 bits = signed_max >= (short)0 ? (vu16)signed_max : unsigned_min;
+    vf even, odd;
+    widen(bits, even, odd);
+    return even > odd ? even : odd;
+  }
+  vf min() const {
+    const vu16 bits = (vs16)unsigned_max < (short)0 ? unsigned_max : unsigned_min;
+    vf even, odd;
+    widen(bits, even, odd);
+    return even < odd ? even : odd;
+  }
+  bool any_zero() const { return any_lane((vu)(least == (unsigned short)0) != 0u); }
+  bool any_below_normal() const { return any_lane((vu)(least < (unsigned short)0x0080) != 0u); }
+};
+#else
+constexpr bool kIntegerExtremes = false;
+struct Bf16Extremes {  // never used: kRawExtremes is false here
+  void add(vu) {}
+  vf max() const { return vf{}; }
+  vf min() const { return vf{}; }
+  bool any_zero() const { return true; }
+  bool any_below_normal() const { return true; }
+};
+#endif
+
+// Whether the block loop takes min, max and smallest |x| from the raw bfloat16 lanes.
+template <int D, bool kPair>
+constexpr bool kRawExtremes = kIntegerExtremes && D == kBF16 && !kPair;
+
 // Whether float lanes summed this block faithfully (see the AVX-512 path: non-finite sums, and
 // non-constant blocks whose |x| are all below 2^-60 or whose d^2 lane sums are all below 2^-80).
 inline bool block_fits_float_lanes(vf l1, vf s2, vf mn, vf mx, vf shift) {
@@ -302,6 +366,7 @@ Partial stretch_fast(const TensorDesc& t, i64 start, i64 len, Sums& exact, u64* 
     // constants and temporaries fit 16 vector registers (SSE, AVX2).
     vf s1 = zero, s2a = zero, s2b = zero, l1 = zero, mn = inf, mx = minus_inf;
     SmallestMagnitude tiny;
+    Bf16Extremes bf16_extremes;
     vi powers_of_two = {};  // pairs: non-zero differences whose mantissa is 0
     for (i64 j = 0; j < kBlock; j += 2 * W) {
       if constexpr (kStaged<D, kPair>) {
@@ -311,33 +376,43 @@ Partial stretch_fast(const TensorDesc& t, i64 start, i64 len, Sums& exact, u64* 
         __builtin_memcpy(staged_next + j + W, &y1, sizeof y1);
         next_a += y0;
         next_b += y1;
-      } else {
-        // float32 and bfloat16: y0 shares its cache lines with y1 (the first W of 2W float32
-        // values; the even ones of 2W bfloat16), so this reads the whole block into L1, and the
-        // mean of half the values is shift enough (s1 corrects any shift exactly). The compiler
-        // drops the unused y1 (for float32, its load).
+      } else if ((j / (2 * W)) % kNextEvery<D> == 0) {
+        // float32 and bfloat16: one load per cache line of the next block reads all of it into
+        // L1, and the mean of the values it gives (y0: half of them, or fewer) is shift enough:
+        // s1 corrects any shift exactly. The compiler drops the unused y1 (for float32, its load).
         vf y0, y1;
         load2_x<D, kPair>(t, next + j, y0, y1);
         next_a += y0;
       }
       vf x0, x1;
-      src.load2(j, x0, x1);
+      vu raw;  // kRawExtremes: the 2W bfloat16 values as loaded
+      if constexpr (kRawExtremes<D, kPair>) {
+        raw = load_raw<vu>((const unsigned short*)t.a + i + j);
+        x0 = (vf)(raw << 16);
+        x1 = (vf)(raw & 0xffff0000u);
+      } else {
+        src.load2(j, x0, x1);
+      }
       const vf d0 = x0 - shift, d1 = x1 - shift;
       const vf a0 = abs_lanes(x0), a1 = abs_lanes(x1);
       s1 += d0 + d1;
       s2a += d0 * d0;
       s2b += d1 * d1;
       l1 += a0 + a1;
-      const vf lo = x0 < x1 ? x0 : x1, hi = x0 > x1 ? x0 : x1;
-      mn = lo < mn ? lo : mn;
-      mx = hi > mx ? hi : mx;
-      tiny.add(a0, a1);
+      if constexpr (kRawExtremes<D, kPair>) {
+        bf16_extremes.add(raw);
+      } else {
+        const vf lo = x0 < x1 ? x0 : x1, hi = x0 > x1 ? x0 : x1;
+        mn = lo < mn ? lo : mn;
+        mx = hi > mx ? hi : mx;
+        tiny.add(a0, a1);
+      }
       if constexpr (kPair) {
         powers_of_two |= (x0 != zero) & (((vu)x0 & mantissa) == 0u);
         powers_of_two |= (x1 != zero) & (((vu)x1 & mantissa) == 0u);
       }
     }
-    next_shift = shift_of_sum(next_a + next_b, kStaged<D, kPair> ? kBlock : kBlock / 2);
+    next_shift = shift_of_sum(next_a + next_b, kStaged<D, kPair> ? kBlock : kBlock / (2 * kNextEvery<D>));
     if constexpr (kPair) {
       // A rounded float difference changes bin only when it rounds onto a power of two.
       if (any_lane(powers_of_two) && block_has_inexact_difference<D>(t, i)) {
@@ -345,13 +420,16 @@ Partial stretch_fast(const TensorDesc& t, i64 start, i64 len, Sums& exact, u64* 
         continue;
       }
     }
-    const vf s2 = s2a + s2b, block_min = mn, block_max = mx;
+    const vf s2 = s2a + s2b;
+    const vf block_min = kRawExtremes<D, kPair> ? bf16_extremes.min() : mn;
+    const vf block_max = kRawExtremes<D, kPair> ? bf16_extremes.max() : mx;
+    const bool any_zero = kRawExtremes<D, kPair> ? bf16_extremes.any_zero() : tiny.any_zero();
     if (!block_fits_float_lanes(l1, s2, block_min, block_max, shift)) {
       wide_add_any(t, i, kBlock, exact, hist);
       continue;
     }
     u64 zeros = 0;
-    if (tiny.any_zero()) {
+    if (any_zero) {
       vi count = {};
       for (i64 j = 0; j < kBlock; j += 2 * W) {
         vf x0, x1;
@@ -367,7 +445,8 @@ Partial stretch_fast(const TensorDesc& t, i64 start, i64 len, Sums& exact, u64* 
     partial_merge(blocks, block);
     run_min = block_min < run_min ? block_min : run_min;
     run_max = block_max > run_max ? block_max : run_max;
-    if (hist && !block_hist_bytes<D, kPair>(src, zeros, tiny.any_below_normal(), counters, hist)) {
+    if (hist && !block_hist_bytes<D, kPair>(src, zeros, (kRawExtremes<D, kPair> ? bf16_extremes.any_below_normal() : tiny.any_below_normal()),
+                                                  counters, hist)) {
       block_hist_tables<D, kPair>(src, thread_tables());
       table_zeros += zeros;
       tables_used = true;

@@ -216,9 +216,45 @@ GP_AVX512 inline bool block_fits_float_lanes(__m512 l1, __m512 s2, __m512 mn, __
   return _mm512_cmp_ps_mask(s2, _mm512_set1_ps(0x1p-80f), _CMP_GE_OQ) != 0;
 }
 
-// A block's shift from the float lanes of its sum: its mean (0 if not finite).
-GP_AVX512 inline float shift_of_sum(__m512 sum) {
-  const float mean = _mm512_reduce_add_ps(sum) * (1.0f / kFastBlock);
+// bfloat16's min, max and smallest |x| on its raw 16-bit lanes: 32 values per instruction, on the
+// integer side rather than the float min/max the loop is short of. Positive values order as signed
+// integers, negative ones by magnitude as unsigned integers: per lane the maximum is the signed
+// maximum if it is non-negative, else (all negative) the unsigned minimum; the minimum is the
+// unsigned maximum if it is negative, else the unsigned minimum. NaN orders wrong, but a block
+// holding one is redone in float64 (its sums are not finite).
+struct Bf16Extremes {
+  __m512i signed_max, unsigned_max, unsigned_min, least;
+  GP_AVX512 Bf16Extremes()
+      : signed_max(_mm512_set1_epi16((short)-32768)), unsigned_max(_mm512_setzero_si512()),
+        unsigned_min(_mm512_set1_epi16((short)-1)), least(_mm512_set1_epi16(0x7f80)) {}
+  GP_AVX512 void add(__m512i raw) {
+    signed_max = _mm512_max_epi16(signed_max, raw);
+    unsigned_max = _mm512_max_epu16(unsigned_max, raw);
+    unsigned_min = _mm512_min_epu16(unsigned_min, raw);
+    least = _mm512_min_epu16(least, _mm512_and_si512(raw, _mm512_set1_epi16(0x7fff)));
+  }
+  // Each 32-bit lane holds two values: the low one (even) and the high one (odd).
+  GP_AVX512 static __m512 even(__m512i bits) { return _mm512_castsi512_ps(_mm512_slli_epi32(bits, 16)); }
+  GP_AVX512 static __m512 odd(__m512i bits) {
+    return _mm512_castsi512_ps(_mm512_and_si512(bits, _mm512_set1_epi32((int)0xFFFF0000u)));
+  }
+  GP_AVX512 __m512 max() const {
+    const __m512i bits = _mm512_mask_blend_epi16(_mm512_cmpge_epi16_mask(signed_max, _mm512_setzero_si512()),
+                                                 unsigned_min, signed_max);
+    return _mm512_max_ps(even(bits), odd(bits));
+  }
+  GP_AVX512 __m512 min() const {
+    const __m512i bits = _mm512_mask_blend_epi16(_mm512_cmplt_epi16_mask(unsigned_max, _mm512_setzero_si512()),
+                                                 unsigned_min, unsigned_max);
+    return _mm512_min_ps(even(bits), odd(bits));
+  }
+  GP_AVX512 bool any_zero() const { return _mm512_cmpeq_epi16_mask(least, _mm512_setzero_si512()) != 0; }
+  GP_AVX512 bool any_below_normal() const { return _mm512_cmplt_epu16_mask(least, _mm512_set1_epi16(0x0080)) != 0; }
+};
+
+// A block's shift from the float lanes of the sum of n of its values: their mean (0 if not finite).
+GP_AVX512 inline float shift_of_sum(__m512 sum, i64 n = kFastBlock) {
+  const float mean = _mm512_reduce_add_ps(sum) * (1.0f / (float)n);
   return __builtin_isfinite(mean) ? mean : 0.0f;
 }
 
@@ -387,13 +423,22 @@ GP_AVX512 Partial stretch_fast(const TensorDesc& t, i64 start, i64 len, Sums& ex
     __m512 s1a = zero, s1b = zero, s2a = zero, s2b = zero, l1a = zero, l1b = zero;
     __m512 mina = inf, minb = inf, maxa = _mm512_sub_ps(zero, inf), maxb = maxa, tiny = inf;
     __mmask16 powers_of_two = 0;  // pairs: non-zero differences whose mantissa is 0
+    constexpr bool kRaw = D == kBF16 && !kPair;  // bfloat16 extremes from the raw lanes
+    Bf16Extremes raw_extremes;
     for (i64 j = i; j < i + kFastBlock; j += 32) {
       __m512 y0, y1;
       load2_x<D, kPair>(t, j + next_offset, y0, y1);
       next_a = _mm512_add_ps(next_a, y0);
-      next_b = _mm512_add_ps(next_b, y1);
+      if constexpr (D != kBF16) next_b = _mm512_add_ps(next_b, y1);  // bfloat16: y0 shares y1's line
       __m512 x0, x1;
-      load2_x<D, kPair>(t, j, x0, x1);
+      __m512i raw;
+      if constexpr (kRaw) {
+        raw = _mm512_loadu_si512((const void*)((const unsigned short*)t.a + j));
+        x0 = _mm512_castsi512_ps(_mm512_slli_epi32(raw, 16));
+        x1 = _mm512_castsi512_ps(_mm512_and_si512(raw, _mm512_set1_epi32((int)0xFFFF0000u)));
+      } else {
+        load2_x<D, kPair>(t, j, x0, x1);
+      }
       __m512 d0 = _mm512_sub_ps(x0, shift), d1 = _mm512_sub_ps(x1, shift);
       __m512 a0 = _mm512_abs_ps(x0), a1 = _mm512_abs_ps(x1);
       s1a = _mm512_add_ps(s1a, d0);
@@ -402,11 +447,15 @@ GP_AVX512 Partial stretch_fast(const TensorDesc& t, i64 start, i64 len, Sums& ex
       s2b = _mm512_fmadd_ps(d1, d1, s2b);
       l1a = _mm512_add_ps(l1a, a0);
       l1b = _mm512_add_ps(l1b, a1);
-      mina = _mm512_min_ps(mina, x0);
-      minb = _mm512_min_ps(minb, x1);
-      maxa = _mm512_max_ps(maxa, x0);
-      maxb = _mm512_max_ps(maxb, x1);
-      tiny = _mm512_min_ps(tiny, _mm512_min_ps(a0, a1));  // smallest |x|: zeros are counted only if it is 0
+      if constexpr (kRaw) {
+        raw_extremes.add(raw);
+      } else {
+        mina = _mm512_min_ps(mina, x0);
+        minb = _mm512_min_ps(minb, x1);
+        maxa = _mm512_max_ps(maxa, x0);
+        maxb = _mm512_max_ps(maxb, x1);
+        tiny = _mm512_min_ps(tiny, _mm512_min_ps(a0, a1));  // smallest |x|: zeros are counted only if it is 0
+      }
       if constexpr (kPair) {
         const __m512i mantissa = _mm512_set1_epi32(0x7FFFFF);
         powers_of_two |= _mm512_mask_testn_epi32_mask(_mm512_cmp_ps_mask(x0, zero, _CMP_NEQ_UQ),
@@ -415,7 +464,7 @@ GP_AVX512 Partial stretch_fast(const TensorDesc& t, i64 start, i64 len, Sums& ex
                                                       _mm512_castps_si512(x1), mantissa);
       }
     }
-    next_shift = shift_of_sum(_mm512_add_ps(next_a, next_b));
+    next_shift = shift_of_sum(_mm512_add_ps(next_a, next_b), D == kBF16 ? kFastBlock / 2 : kFastBlock);
     if constexpr (kPair) {
       // A rounded float difference changes histogram bin only when it rounds onto a power of two;
       // such a block is checked exactly (TwoSum) and, if inexact, redone in float64.
@@ -425,13 +474,17 @@ GP_AVX512 Partial stretch_fast(const TensorDesc& t, i64 start, i64 len, Sums& ex
       }
     }
     const __m512 l1 = _mm512_add_ps(l1a, l1b), s2 = _mm512_add_ps(s2a, s2b);
-    const __m512 block_min = _mm512_min_ps(mina, minb), block_max = _mm512_max_ps(maxa, maxb);
+    const __m512 block_min = kRaw ? raw_extremes.min() : _mm512_min_ps(mina, minb);
+    const __m512 block_max = kRaw ? raw_extremes.max() : _mm512_max_ps(maxa, maxb);
+    const bool any_zero = kRaw ? raw_extremes.any_zero() : _mm512_cmp_ps_mask(tiny, zero, _CMP_EQ_OQ) != 0;
+    const bool any_tiny = kRaw ? raw_extremes.any_below_normal()
+                               : _mm512_cmp_ps_mask(tiny, smallest_normal, _CMP_LT_OQ) != 0;
     if (!block_fits_float_lanes(l1, s2, block_min, block_max, shift)) {
       wide_add_any(t, i, kFastBlock, exact, hist);
       continue;
     }
     u64 zeros = 0;
-    if (_mm512_cmp_ps_mask(tiny, zero, _CMP_EQ_OQ)) {
+    if (any_zero) {
       // Counted in vector lanes, not by popcounts of the 16-bit compare masks: GCC 12 -O3 gave
       // wrong counts for those once this loop was unrolled (masks spilled to the stack with kmovw).
       __m512i count = _mm512_setzero_si512();
@@ -452,8 +505,8 @@ GP_AVX512 Partial stretch_fast(const TensorDesc& t, i64 start, i64 len, Sums& ex
     run_max = _mm512_max_ps(run_max, block_max);
     if (hist) {
       if constexpr (kVectorHist) {
-        block_hist<D, kPair>(t, i, zeros, _mm512_cmp_ps_mask(tiny, smallest_normal, _CMP_LT_OQ) != 0, hist);
-      } else if (!block_hist_masks<D, kPair>(t, i, zeros, _mm512_cmp_ps_mask(tiny, smallest_normal, _CMP_LT_OQ) != 0,
+        block_hist<D, kPair>(t, i, zeros, any_tiny, hist);
+      } else if (!block_hist_masks<D, kPair>(t, i, zeros, any_tiny,
                                              thread_counters(), hist)) {
         block_hist_tables<D, kPair>(t, i, thread_tables());
         table_zeros += zeros;
