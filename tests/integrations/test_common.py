@@ -9,13 +9,13 @@ import pytest
 import torch
 
 import gradprobe
-import gradprobe.integrations.common as common
+import gradprobe.report
 from gradprobe.integrations import write_report
 from gradprobe.integrations.common import unwrap_optimizer
 
 
 def fake_report(monkeypatch, write) -> None:
-    monkeypatch.setattr(common, "write_html_report", write)
+    monkeypatch.setattr(gradprobe.report, "write_report", write)
 
 
 def test_the_report_of_a_real_run_is_written(tmp_path):

@@ -26,7 +26,7 @@ def test_the_report_is_written_and_a_failure_is_a_warning(tmp_path):
     import torch
 
     import gradprobe
-    from gradprobe.workflows.report_hook import write_report_if_available
+    from gradprobe.report import write_report_or_warn as write_report_if_available
 
     model = torch.nn.Linear(3, 2)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)

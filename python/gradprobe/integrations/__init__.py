@@ -7,6 +7,7 @@ imports none of them (the core installs without transformers, Lightning or accel
 
 from __future__ import annotations
 
-from .common import ProbeSettings, write_report
+from ..report import write_report_or_warn as write_report
+from .common import ProbeSettings
 
 __all__ = ["ProbeSettings", "write_report"]

@@ -1,10 +1,10 @@
-"""What every framework adapter shares: the probe's arguments, opening the probe on the framework's
-model and optimizers, and the report at the end of training."""
+"""What every framework adapter shares: the probe's arguments and opening the probe on the
+framework's model and optimizers (the report at the end of training is gradprobe.report's
+write_report_or_warn)."""
 
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +16,6 @@ from ..actions import Action
 from ..probe import Probe
 from ..probe.config import resolve_config
 from ..probe.probe import ConfigLike
-from ..report import write_report as write_html_report
 from ..rules import Rule
 
 
@@ -56,12 +55,3 @@ def unwrap_optimizer(optimizer: Any) -> torch.optim.Optimizer:
     return optimizer
 
 
-def write_report(run_dir: str | Path) -> Path | None:
-    """The run's HTML report (None when it failed: training has finished, so a failed report is a
-    warning, never an error)."""
-    try:
-        return write_html_report(Path(run_dir))
-    except Exception as error:
-        warnings.warn(f"gradprobe: the report of {run_dir} could not be written: {error!r}", RuntimeWarning,
-                      stacklevel=2)
-        return None

@@ -28,8 +28,9 @@ from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy
 from ..actions import Action
 from ..probe import Probe
 from ..probe.probe import ConfigLike
+from ..report import write_report_or_warn as write_report
 from ..rules import Rule
-from .common import ProbeSettings, write_report
+from .common import ProbeSettings
 
 
 class GradprobeCallback(pl.Callback):

@@ -27,8 +27,9 @@ from transformers.training_args import ParallelMode
 from ..actions import Action
 from ..probe import Probe
 from ..probe.probe import ConfigLike
+from ..report import write_report_or_warn as write_report
 from ..rules import Rule
-from .common import ProbeSettings, write_report
+from .common import ProbeSettings
 
 # Log keys that are bookkeeping, not measurements.
 _NOT_SCALARS = frozenset({"epoch", "step", "total_flos"})

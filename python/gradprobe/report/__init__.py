@@ -3,6 +3,7 @@ what happened in a run, or compares several runs. Works on a run still being wri
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,9 +33,20 @@ def write_report(runs: RunLike | Sequence[RunLike], out: str | Path | None = Non
     return target
 
 
+def write_report_or_warn(run_dir: str | Path) -> Path | None:
+    """RUN/report.html at the end of a training (callbacks, workflows): None, with a warning, when it
+    could not be written, since the training it describes has finished and its run is intact."""
+    try:
+        return write_report(Path(run_dir))
+    except Exception as error:
+        warnings.warn(f"gradprobe: the report of {run_dir} could not be written: {error!r}", RuntimeWarning,
+                      stacklevel=2)
+        return None
+
+
 def report(run: RunLike, out: str | Path | None = None) -> Path:
     """The report of one run (the same as Run.report())."""
     return write_report(run, out)
 
 
-__all__ = ["COMPARE_FILE", "REPORT_FILE", "report", "write_report"]
+__all__ = ["COMPARE_FILE", "REPORT_FILE", "report", "write_report", "write_report_or_warn"]

@@ -14,10 +14,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from ..report import write_report_or_warn
 from .baseline import BaselineResult, train_baseline
 from .data import texts_and_labels
 from .finetune import FinetuneConfig, FinetuneResult, load_splits, run_finetune
-from .report_hook import write_report_if_available
 from .reviews import LABELS
 
 # For an idle 2-core CPU: under 2 minutes. 100 steps end where the training loss reaches the floor
@@ -47,7 +47,7 @@ def run_demo(config: FinetuneConfig, log: Callable[[str], None] = print, show_pr
     train_texts, train_labels = texts_and_labels(splits.train)
     test_texts, test_labels = texts_and_labels(splits.test)
     baseline = train_baseline(train_texts, train_labels, test_texts, test_labels, len(LABELS))
-    report = write_report_if_available(result.run_dir)
+    report = write_report_or_warn(result.run_dir)
     demo = DemoResult(result, baseline, report)
     for line in summary(demo):
         log(line)
