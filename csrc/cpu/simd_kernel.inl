@@ -242,12 +242,19 @@ bool block_hist_bytes(const BlockSource<D, kPair>& src, u64 zeros, bool has_tiny
   return true;
 }
 
+// Whether this ISA has unsigned 16- and 32-bit integer min/max (SSE2 has neither; SSE4.1 on has both).
+#if (defined(__x86_64__) || defined(_M_X64)) && !defined(__SSE4_1__)
+#define GP_UNSIGNED_MIN_MAX 0
+#else
+#define GP_UNSIGNED_MIN_MAX 1
+#endif
+
 // Each lane's smallest |x| (zeros and subnormals are counted only where it says so), kept as the
 // bits of |x|, whose unsigned order is that of |x|: an integer min runs beside the float min, max
 // and FMA that the block loop is short of (AVX2 pass 7% faster). SSE2 has no unsigned 32-bit min
 // and keeps the float one.
 struct SmallestMagnitude {
-#if (defined(__x86_64__) || defined(_M_X64)) && !defined(__SSE4_1__)
+#if !GP_UNSIGNED_MIN_MAX
   vf least = splat<vf>(__builtin_inff());
   void add(vf a0, vf a1) {
     const vf a01 = a0 < a1 ? a0 : a1;
@@ -266,7 +273,7 @@ struct SmallestMagnitude {
 #endif
 };
 
-#if !((defined(__x86_64__) || defined(_M_X64)) && !defined(__SSE4_1__))
+#if GP_UNSIGNED_MIN_MAX
 // bfloat16's min, max and smallest |x| on its raw 16-bit lanes, 2W values per instruction and on
 // the integer ports (the float min/max ports limit the loop). Positive values order as signed
 // integers; negative ones by magnitude as unsigned integers. So per lane: the maximum is the signed

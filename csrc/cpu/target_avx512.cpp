@@ -31,17 +31,6 @@ GP_AVX512 inline __m512 load16(const void* base, i64 i) {
   }
 }
 
-// The statistic's input x as float lanes: a, or a - b for pairs. A float difference is exact
-// whenever a and b are within a factor of two (weight updates nearly always); otherwise it is
-// rounded once (relative 2^-24), which leaves zero counts exact (a - b == 0 iff a == b) and the
-// bin unchanged unless it rounds onto a power of two (checked in stretch_fast).
-template <int D, bool kPair>
-GP_AVX512 inline __m512 load_x(const TensorDesc& t, i64 i) {
-  __m512 a = load16<D>((const void*)t.a, i);
-  if constexpr (kPair) return _mm512_sub_ps(a, load16<D>((const void*)t.b, i));
-  else return a;
-}
-
 // Elements [i, i+32) as two float vectors. bfloat16 is the top half of a float32: one load of 32
 // values gives the even ones by a shift and the odd ones by a mask (no widening shuffle). The lanes
 // come out permuted, which no block statistic or bin depends on; every pass over a block reads it
@@ -58,6 +47,10 @@ GP_AVX512 inline void load2(const void* base, i64 i, __m512& x0, __m512& x1) {
   }
 }
 
+// The statistic's input x as float lanes: a, or a - b for pairs. A float difference is exact
+// whenever a and b are within a factor of two (weight updates nearly always); otherwise it is
+// rounded once (relative 2^-24), which leaves zero counts exact (a - b == 0 iff a == b) and the
+// bin unchanged unless it rounds onto a power of two (checked in stretch_fast).
 template <int D, bool kPair>
 GP_AVX512 inline void load2_x(const TensorDesc& t, i64 i, __m512& x0, __m512& x1) {
   load2<D>((const void*)t.a, i, x0, x1);
