@@ -1,31 +1,59 @@
 #!/usr/bin/env bash
 # The GPU check, one prepared script for a lent GPU machine (the device tool runs it from the repo
 # root; $OUT, when set, receives the logs and the table):
-#   1. builds gradprobe with CUDA forced on (GRADPROBE_CUDA=ON; CUDAARCHS defaults to 90 here),
+#   1. builds gradprobe with CUDA forced on (GRADPROBE_CUDA=ON; CUDAARCHS defaults to 90 here);
+#      if that build fails and a prebuilt wheel lies in .whl/ (carried), installs that instead.
+#      Other wheels in .whl/ are dependencies the machine lacks (plotly on the lent H200's image),
 #   2. runs the GPU tests (tests marked gpu),
-#   3. runs the GPU benchmarks (bench/test_stats_gpu.py) and prints a short table,
-#   4. shows the profiler recording GPU samples (NVML) and device-timed step phases.
-# Copy the table into bench/RESULTS.md with the date and the commit.
+#   3. runs the GPU benchmarks (bench/test_stats_gpu.py: the statistics against the copy floor;
+#      bench/test_probe_overhead_gpu.py: BERT-base pretraining steps with and without the probe),
+#   4. shows the profiler recording GPU samples (NVML) and device-timed step phases,
+#   5. runs tests/native/cuda_sanitize_driver.py under compute-sanitizer (memcheck on everything;
+#      racecheck, synccheck and initcheck on gradprobe's kernel), in the time that is left,
+#   6. prints a short table. Copy it into bench/RESULTS.md with the date and the commit.
+# GPU_CHECK_BUDGET_S (default 480) bounds the whole script: the sanitizer stage gets what is left.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT_DIR=${OUT:-bench/out}
 mkdir -p "$OUT_DIR"
 PY=${PYTHON:-python3}
+BUDGET=${GPU_CHECK_BUDGET_S:-480}
 export GRADPROBE_CUDA=ON CUDAARCHS=${CUDAARCHS:-90} PYTHONUNBUFFERED=1
-SITE=$(mktemp -d)
+export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
+SITE=$(mktemp -d) DEPS=$(mktemp -d)
+summary=()
+note() { summary+=("$1"); echo "$1"; }
+
+deps=$(ls .whl/*.whl 2>/dev/null | grep -v '/gradprobe-')
+if [ -n "$deps" ]; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --target "$DEPS" $deps || exit 1
+fi
 echo "== build (CUDAARCHS=$CUDAARCHS)"
-"$PY" -m pip install -q --no-build-isolation --no-deps --no-index --target "$SITE" . >"$OUT_DIR/build.log" 2>&1 \
-  || { tail -40 "$OUT_DIR/build.log"; exit 1; }
-export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
-"$PY" -c "import gradprobe; print('backends:', gradprobe.backends()); print('unavailable:', gradprobe.unavailable_backends())"
+if "$PY" -m pip install -q --no-build-isolation --no-deps --no-index --target "$SITE" . >"$OUT_DIR/build.log" 2>&1; then
+  note "build: built here in ${SECONDS}s"
+elif ls .whl/gradprobe-*.whl >/dev/null 2>&1; then
+  tail -20 "$OUT_DIR/build.log"
+  "$PY" -m pip install -q --no-deps --no-index --target "$SITE" .whl/gradprobe-*.whl || exit 1
+  note "build: FAILED here (build.log); the carried wheel was installed instead"
+else
+  tail -40 "$OUT_DIR/build.log"; exit 1
+fi
+export PYTHONPATH="$SITE:$DEPS${PYTHONPATH:+:$PYTHONPATH}"
+"$PY" -c "import gradprobe, torch; print('torch', torch.__version__, torch.cuda.get_device_name()); \
+print('backends:', gradprobe.backends()); print('unavailable:', gradprobe.unavailable_backends())"
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv,noheader || true
+
 echo "== GPU tests"
-"$PY" -m pytest -q -p no:cacheprovider -m gpu tests 2>&1 | tee "$OUT_DIR/gpu_tests.log" | tail -15
+"$PY" -m pytest -q -p no:cacheprovider --continue-on-collection-errors --timeout 300 -m gpu tests 2>&1 | tee "$OUT_DIR/gpu_tests.log" | tail -25
 tests_status=${PIPESTATUS[0]}
+note "GPU tests: $(tail -1 "$OUT_DIR/gpu_tests.log") (rc $tests_status)"
+
 echo "== GPU benchmarks"
-GRADPROBE_BENCH_OUT="$OUT_DIR" "$PY" -m pytest -q -p no:cacheprovider -m gpu bench -s 2>&1 \
-  | tee "$OUT_DIR/gpu_bench.log" | tail -30
+GRADPROBE_BENCH_OUT="$OUT_DIR" "$PY" -m pytest -q -p no:cacheprovider --timeout 300 -m gpu bench -s 2>&1 \
+  | tee "$OUT_DIR/gpu_bench.log" | grep -v '^|' | tail -30
 bench_status=${PIPESTATUS[0]}
+note "GPU benchmarks: $(tail -1 "$OUT_DIR/gpu_bench.log") (rc $bench_status)"
+
 echo "== profiler: GPU samples and device-timed phases of a short run"
 "$PY" - <<'PYEOF' 2>&1 | tee "$OUT_DIR/gpu_profiler.log"
 import tempfile, time, torch, gradprobe
@@ -44,5 +72,37 @@ print(run.phases()[["forward", "backward", "optimizer", "gradprobe", "total"]].d
 assert len(gpu) > 0, "no GPU samples recorded"
 PYEOF
 profiler_status=${PIPESTATUS[0]}
-echo "== commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown), $(date -u +%F)"
-exit $(( tests_status || bench_status || profiler_status ))
+note "profiler: rc $profiler_status"
+
+echo "== compute-sanitizer on tests/native/cuda_sanitize_driver.py"
+SANITIZER=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)
+sanitize_status=0
+if [ -z "$SANITIZER" ]; then
+  note "compute-sanitizer: not found on this machine"
+else
+  tools=(memcheck racecheck synccheck initcheck)
+  for i in "${!tools[@]}"; do
+    tool=${tools[$i]}
+    left=$(( BUDGET - SECONDS ))
+    share=$(( left / (${#tools[@]} - i) ))
+    if [ "$share" -lt 20 ]; then note "sanitizer $tool: skipped (${left}s of the budget left)"; continue; fi
+    filter=()
+    [ "$tool" != memcheck ] && filter=(--kernel-name kns=gp_stats_kernel)
+    timeout "$share" "$SANITIZER" --tool "$tool" "${filter[@]}" --error-exitcode 3 \
+      "$PY" tests/native/cuda_sanitize_driver.py >"$OUT_DIR/sanitize_$tool.log" 2>&1
+    rc=$?
+    [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && sanitize_status=1
+    note "sanitizer $tool: rc $rc ($( [ "$rc" -eq 124 ] && echo "timed out after ${share}s" || \
+      grep -m1 -E 'ERROR SUMMARY|RACECHECK SUMMARY|driver: ok|Error' "$OUT_DIR/sanitize_$tool.log"))"
+    [ "$rc" -ne 0 ] && grep -m8 -E '^=========' "$OUT_DIR/sanitize_$tool.log"
+  done
+fi
+
+echo
+echo "== table (bench/out/stats_table.md)"
+cat "$OUT_DIR/stats_table.md" 2>/dev/null
+echo
+echo "== summary"
+printf '%s\n' "${summary[@]}"
+echo "== commit ${GPU_CHECK_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}, $(date -u +%F), ${SECONDS}s"
+exit $(( tests_status || bench_status || profiler_status || sanitize_status ))

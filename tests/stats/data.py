@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 # Sizes at chunk +- 1 hit the split and pack paths; the core says where they are.
@@ -38,3 +39,41 @@ def planted(n: int, dtype: torch.dtype, generator: torch.Generator, *, device: s
 
 def shapes_for(chunk: int) -> list[int]:
     return [0, 1, 7, BLOCK - 1, BLOCK, BLOCK + 1, 3 * BLOCK + 5, chunk - 1, chunk, chunk + 1, 3 * chunk + 517]
+
+
+LAYOUTS = ["contiguous", "transposed", "permuted", "stepped", "expanded", "channels_last", "narrowed",
+           "overlapping", "flipped"]
+
+
+def layout_view(layout: str, seed: int, dtype: torch.dtype, device: str = "cpu") -> torch.Tensor:
+    """A tensor of about 100-3000 elements in `layout`, a view of a larger base on `device` so that
+    a view that read outside itself would read other values. "flipped" (negative strides) is a
+    NumPy array: torch's flip copies."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.randn(6, 7, 9, 5, generator=g).to(device=device, dtype=dtype)
+    if layout == "contiguous":
+        return base
+    if layout == "transposed":
+        return base[0, 0].t()
+    if layout == "permuted":
+        return base.permute(2, 0, 3, 1)
+    if layout == "stepped":
+        return base[::2, 1::3, :, ::2]
+    if layout == "expanded":
+        return base[:, :1, :1, :].expand(6, 7, 9, 5)
+    if layout == "channels_last":
+        return base.contiguous(memory_format=torch.channels_last)
+    if layout == "narrowed":
+        return base.narrow(1, 2, 3)
+    if layout == "overlapping":
+        return base.flatten().as_strided((40, 8), (3, 1), 5)
+    if layout == "flipped":
+        assert device == "cpu", "negative strides exist only in NumPy"
+        numpy_dtype = {torch.float64: np.float64, torch.float16: np.float16}.get(dtype, np.float32)
+        return base.float().numpy().astype(numpy_dtype)[::-1, :, ::-2]  # type: ignore[return-value]
+    raise AssertionError(layout)
+
+
+def logical(x) -> torch.Tensor:
+    """The logical elements of x, contiguous, on the CPU (the oracle's input)."""
+    return torch.from_numpy(np.ascontiguousarray(x)) if isinstance(x, np.ndarray) else x.contiguous().cpu()

@@ -9,9 +9,9 @@ import gradprobe
 from gradprobe import diff_stats, tensor_stats
 from gradprobe.stats.backends import ResultsRingFull
 from gradprobe.stats.backends.cuda import CudaBackend
-from gradprobe.stats.inputs import build_table
+from gradprobe.stats.inputs import InputError, build_table
 
-from .data import DTYPES, GPU_CHUNK, planted, shapes_for
+from .data import DTYPES, GPU_CHUNK, LAYOUTS, layout_view, logical, planted, shapes_for
 from .oracle import assert_stats_close, reference
 
 pytestmark = pytest.mark.gpu
@@ -32,6 +32,32 @@ def test_gpu_backends_match_reference(dtype, rng_seed):
     want = reference(tensors)
     for backend in _gpu_backends():
         assert_stats_close(tensor_stats(tensors, backend=backend), want, f"{backend} {dtype} seed={rng_seed}")
+
+
+GPU_LAYOUTS = [layout for layout in LAYOUTS if layout != "flipped"]  # negative strides: NumPy only
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=[str(d) for d in DTYPES])
+def test_gpu_statistics_of_every_layout_match_the_oracle(dtype, rng_seed):
+    """Views of a larger CUDA base (transposed, channels_last, stepped, expanded, overlapping...): a
+    kernel that read numel elements from data_ptr() would read the base's other values."""
+    tensors = [layout_view(layout, rng_seed + i, dtype, device="cuda") for i, layout in enumerate(GPU_LAYOUTS)]
+    want = reference([logical(t) for t in tensors])
+    for backend in _gpu_backends():
+        assert_stats_close(tensor_stats(tensors, backend=backend), want, f"{backend} {dtype} seed={rng_seed}")
+    # Pairs whose sides have different memory orders are compared element by element.
+    others = [(logical(t).double() * 0.5 + 1).to(dtype).cuda() for t in tensors]
+    others = [o.t().contiguous().t() if o.dim() == 2 else o for o in others]
+    assert_stats_close(diff_stats(tensors, others), reference([logical(t) for t in tensors],
+                                                               [logical(o) for o in others]),
+                       f"pairs {dtype} seed={rng_seed}", pair=True)
+
+
+def test_gpu_tensor_whose_storage_was_shrunk_is_refused_by_name():
+    shrunk = torch.ones(100, device="cuda")
+    shrunk.untyped_storage().resize_(8)
+    with pytest.raises(InputError, match="tensor 1: its elements lie outside its storage"):
+        tensor_stats([torch.ones(3, device="cuda"), shrunk])
 
 
 def test_gpu_many_tiny_and_mixed_devices(rng_seed):

@@ -13,42 +13,9 @@ from hypothesis import strategies as st
 from gradprobe import diff_stats, tensor_stats
 from gradprobe.stats.inputs import InputError
 
+from .data import DTYPES, LAYOUTS, logical
+from .data import layout_view as make
 from .oracle import assert_stats_close, reference
-
-DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
-LAYOUTS = ["contiguous", "transposed", "permuted", "stepped", "expanded", "channels_last", "narrowed",
-           "overlapping", "flipped"]
-
-
-def make(layout: str, seed: int, dtype: torch.dtype) -> torch.Tensor:
-    """A tensor of about 100-3000 elements in `layout`, from a larger base so that a view that read
-    outside itself would read other values."""
-    g = torch.Generator().manual_seed(seed)
-    base = torch.randn(6, 7, 9, 5, generator=g).to(dtype)
-    if layout == "contiguous":
-        return base
-    if layout == "transposed":
-        return base[0, 0].t()
-    if layout == "permuted":
-        return base.permute(2, 0, 3, 1)
-    if layout == "stepped":
-        return base[::2, 1::3, :, ::2]
-    if layout == "expanded":
-        return base[:, :1, :1, :].expand(6, 7, 9, 5)
-    if layout == "channels_last":
-        return base.contiguous(memory_format=torch.channels_last)
-    if layout == "narrowed":
-        return base.narrow(1, 2, 3)
-    if layout == "overlapping":
-        return base.flatten().as_strided((40, 8), (3, 1), 5)
-    if layout == "flipped":  # negative strides: NumPy only (torch's flip copies)
-        numpy_dtype = {torch.float64: np.float64, torch.float16: np.float16}.get(dtype, np.float32)
-        return base.float().numpy().astype(numpy_dtype)[::-1, :, ::-2]  # type: ignore[return-value]
-    raise AssertionError(layout)
-
-
-def logical(x) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(x)) if isinstance(x, np.ndarray) else x.contiguous()
 
 
 @settings(max_examples=60, deadline=None)
