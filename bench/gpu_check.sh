@@ -12,6 +12,7 @@
 #      racecheck, synccheck and initcheck on gradprobe's kernel), in the time that is left,
 #   6. prints a short table. Copy it into bench/RESULTS.md with the date and the commit.
 # GPU_CHECK_BUDGET_S (default 480) bounds the whole script: the sanitizer stage gets what is left.
+# GPU_CHECK_SANITIZERS picks the sanitizer tools (default: memcheck racecheck synccheck initcheck).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT_DIR=${OUT:-bench/out}
@@ -80,7 +81,7 @@ sanitize_status=0
 if [ -z "$SANITIZER" ]; then
   note "compute-sanitizer: not found on this machine"
 else
-  tools=(memcheck racecheck synccheck initcheck)
+  read -r -a tools <<<"${GPU_CHECK_SANITIZERS:-memcheck racecheck synccheck initcheck}"
   for i in "${!tools[@]}"; do
     tool=${tools[$i]}
     left=$(( BUDGET - SECONDS ))

@@ -76,7 +76,13 @@ def block_ms(model, optimizer, batch, after_step=None) -> float:
     return (time.perf_counter() - start) * 1e3 / (STEPS - 1)
 
 
-@pytest.mark.parametrize("preset", ["minimal", "default", "full"])
+# The presets, and the default preset without the NaN/Inf origin (on a GPU it measures every
+# module's output on every step, probe/nonfinite_origin.py): what that feature costs.
+CONFIGS = {"minimal": "minimal", "default": "default", "full": "full",
+           "default, no NaN origin": {"preset": "default", "nonfinite_origin": False}}
+
+
+@pytest.mark.parametrize("preset", list(CONFIGS))
 def test_probe_overhead_on_gpu_pretraining(tmp_path, results, preset):
     pytest.importorskip("transformers")
     import gradprobe
@@ -87,7 +93,7 @@ def test_probe_overhead_on_gpu_pretraining(tmp_path, results, preset):
     for round_ in range(ROUNDS):
         without.append(block_ms(model, optimizer, batch))
         out = tmp_path / f"run{round_}"
-        probe = gradprobe.Probe(model, optimizer, out_dir=out, config=preset)
+        probe = gradprobe.Probe(model, optimizer, out_dir=out, config=CONFIGS[preset])
         with_probe.append(block_ms(model, optimizer, batch, after_step=lambda loss, probe=probe: probe.step(loss=loss)))
         probe.close()
         own_ms += gradprobe.open_run(out).scalars(["gradprobe/overhead_ms"]).value.tolist()[STEADY_FROM:]
@@ -100,5 +106,5 @@ def test_probe_overhead_on_gpu_pretraining(tmp_path, results, preset):
     results.add(set=label, method="with gradprobe", ms=tool, floor_ms=base, ratio=tool / base,
                 note=f"median of {ROUNDS} alternating blocks: {result['overhead_pct']:+.1f}%; own time on the "
                      f"training thread {result['own_ms_mean']:.2f} ms mean (median {result['own_ms_median']:.2f})")
-    (tmp_path.parent / f"probe_overhead_gpu_{preset}.json").write_text(json.dumps(result))
+    (tmp_path.parent / f"probe_overhead_gpu_{preset.replace(' ', '_').replace(',', '')}.json").write_text(json.dumps(result))
     print(json.dumps(result, indent=1))

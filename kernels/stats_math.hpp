@@ -195,10 +195,34 @@ GP_HD Partial partial_load(const double* in) {
   return p;
 }
 
+GP_HD double double_from_bits(u64 bits) {
+#if defined(__CUDA_ARCH__)
+  return __longlong_as_double((long long)bits);
+#else
+  double x;
+  __builtin_memcpy(&x, &bits, sizeof x);
+  return x;
+#endif
+}
+
+// A float32 (by its bits) widened exactly to float64 with integer operations only. Not a
+// float-to-double conversion: CuPy compiles run-time kernels with -ftz=true, under which that
+// conversion flushes float32 subnormals to zero (they would count as zeros).
+GP_HD double f32_bits_to_double(u32 bits) {
+  u64 sign = (u64)(bits >> 31) << 63;
+  u32 exponent = (bits >> 23) & 0xff, mantissa = bits & 0x7fffff;
+  if (exponent == 0) {  // zero or subnormal: m * 2^-149
+    double v = (double)mantissa * 0x1p-149;
+    return sign ? -v : v;
+  }
+  u64 wide_exponent = exponent == 0xff ? 0x7ff : exponent - 127 + 1023;
+  return double_from_bits(sign | (wide_exponent << 52) | ((u64)mantissa << 29));
+}
+
 // Element loads as float64 for every supported dtype.
 GP_HD double float_from_bits(u32 bits) {
 #if defined(__CUDA_ARCH__)
-  return (double)__int_as_float((int)bits);
+  return f32_bits_to_double(bits);
 #else
   float f;
   __builtin_memcpy(&f, &bits, sizeof f);
@@ -221,7 +245,7 @@ GP_HD double f16_to_double(unsigned short h) {
 
 GP_HD double load_element(const void* base, int dtype, i64 i) {
   switch (dtype) {
-    case kF32: return (double)((const float*)base)[i];
+    case kF32: return float_from_bits(((const u32*)base)[i]);
     case kF16: return f16_to_double(((const unsigned short*)base)[i]);
     case kBF16: return bf16_to_double(((const unsigned short*)base)[i]);
     default: return ((const double*)base)[i];

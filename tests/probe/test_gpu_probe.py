@@ -16,8 +16,11 @@ def test_probe_step_has_no_host_device_sync(tmp_path):
     model = TinyMLP().cuda()
     opt = torch.optim.SGD(model.parameters(), lr=1e-2, momentum=0.9)  # never syncs by itself
     with Probe(model, opt, out_dir=tmp_path / "run", config="full") as probe:
+        # Copies from pageable host memory synchronise by themselves: the batches go to the GPU first.
+        batches = [tuple(t.cuda() for t in batch(seed)) for seed in range(4)]
+
         def one_step(seed):
-            x, y = (t.cuda() for t in batch(seed))
+            x, y = batches[seed]
             loss = torch.nn.functional.cross_entropy(model(x), y)
             loss.backward()
             opt.step()

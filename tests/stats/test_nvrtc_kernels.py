@@ -21,14 +21,14 @@ def _nvrtc():
     return ctypes.CDLL(candidates[0])
 
 
-def compile_kernels(arch: str) -> tuple[int, str, str]:
+def compile_kernels(arch: str, extra: tuple[bytes, ...] = ()) -> tuple[int, str, str]:
     nvrtc = _nvrtc()
     kernels = str(resources.files("gradprobe") / "kernels")
     assert os.path.isfile(os.path.join(kernels, "stats_kernels.cuh")), "kernels/ must ship with the package"
     program = ctypes.c_void_p()
     assert nvrtc.nvrtcCreateProgram(ctypes.byref(program), b'#include "stats_kernels.cuh"\n', b"gradprobe.cu",
                                     0, None, None) == 0
-    options = [b"-std=c++17", f"-I{kernels}".encode(), f"--gpu-architecture={arch}".encode()]
+    options = [b"-std=c++17", f"-I{kernels}".encode(), f"--gpu-architecture={arch}".encode(), *extra]
     status = nvrtc.nvrtcCompileProgram(program, len(options), (ctypes.c_char_p * len(options))(*options))
     size = ctypes.c_size_t()
     nvrtc.nvrtcGetProgramLogSize(program, ctypes.byref(size))
@@ -49,3 +49,11 @@ def test_kernels_compile_under_nvrtc(arch):
     status, log, ptx = compile_kernels(arch)
     assert status == 0, log
     assert ".entry gp_stats_kernel" in ptx  # extern "C": the name CuPy's get_function looks up
+
+
+def test_float32_subnormals_survive_cupys_flush_to_zero():
+    """CuPy appends -ftz=true to every NVRTC compile; a float-to-double conversion would then flush
+    float32 subnormals to 0 (counted as zeros: seen on an H200). Inputs are widened by their bits."""
+    status, log, ptx = compile_kernels("compute_90", (b"-ftz=true",))
+    assert status == 0, log
+    assert "cvt.ftz.f64.f32" not in ptx and "cvt.f64.f32" not in ptx

@@ -123,8 +123,9 @@ class Rule:
         return [f for f in dataclasses.fields(cls) if not f.name.startswith("_")]
 
     def state_dict(self) -> dict[str, Any]:
-        """Bounded state, JSON-ready: every private attribute."""
-        return {k: _jsonable(v) for k, v in vars(self).items() if k.startswith("_")}
+        """Bounded state, JSON-ready: every private attribute but caches (names ending in _cache,
+        derived from the record in hand)."""
+        return {k: _jsonable(v) for k, v in vars(self).items() if k.startswith("_") and not k.endswith("_cache")}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         for key, value in state.items():

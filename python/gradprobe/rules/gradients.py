@@ -5,14 +5,18 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from ..records import ScalarRecord, StatsRecord
 from ..stats._layout import HIST_EXP_MIN
 from .base import Finding, Rule, Severity, per_row
+from .recent import RecentValues
+
+_TOTAL = ("<total>",)  # the total gradient norm's name in the state
 
 
 @dataclass
@@ -50,6 +54,8 @@ class VanishingGradient(Rule):
     loss: str = "loss"
     exclude: tuple[str, ...] = (r"bias$",)  # regexes over tensor names
     _early: dict[str, list[float]] = field(default_factory=dict, repr=False)  # layer -> its first scales
+    _early_median: dict[str, float] = field(default_factory=dict, repr=False)  # layer -> median of _early, once full
+    _included_cache: tuple[Any, np.ndarray] = field(default=(None, np.zeros(0, bool)), repr=False, compare=False)
     _streak: dict[str, int] = field(default_factory=dict, repr=False)
     _moving: dict[str, float] = field(default_factory=dict, repr=False)  # layer -> its last update/weight ratio
     _early_loss: list[float] = field(default_factory=list, repr=False)
@@ -73,8 +79,8 @@ class VanishingGradient(Rule):
             return []
         if record.kind != "grad":
             return []
-        rows = np.asarray([i for i in per_row(record)
-                           if not any(re.search(p, record.names[i]) for p in self.exclude)], dtype=np.int64)
+        rows = per_row(record)
+        rows = rows[self._included(record.names)[rows]]
         nonzero = record.stats.finite[rows] - record.stats.zeros[rows]
         rows, nonzero = rows[nonzero > 0], nonzero[nonzero > 0]
         if not len(rows):
@@ -84,10 +90,14 @@ class VanishingGradient(Rule):
         low = []
         for i, s in zip(rows.tolist(), scale.tolist()):
             name = record.names[i]
-            early = self._early.setdefault(name, [])
-            own = float(np.median(early)) if len(early) >= self.history else 0.0
-            if len(early) < self.history:
-                early.append(s)
+            own = self._early_median.get(name)
+            if own is None:  # the median of the first `history` scales, taken once they are all in
+                early = self._early.setdefault(name, [])
+                own = 0.0
+                if len(early) >= self.history:
+                    own = self._early_median[name] = float(np.median(early))
+                else:
+                    early.append(s)
             vanished = s < self.peer_ratio * peers or s < self.history_ratio * own or s < self.threshold
             moving = self._moving.get(name, 0.0) > self.max_update_ratio
             self._streak[name] = self._streak.get(name, 0) + 1 if vanished and not moving else 0
@@ -121,6 +131,14 @@ class VanishingGradient(Rule):
                              f"ReLU/GELU, normalisation or residual connections", names,
                              smallest_mean_abs=worst, peers=peers, layers=len(names))]
 
+    def _included(self, names: Sequence[str]) -> np.ndarray:
+        """Whether each name escapes `exclude`; worked out once per names object (reused every step)."""
+        seen, mask = self._included_cache
+        if seen is not names:
+            mask = np.array([not any(re.search(p, n) for p in self.exclude) for n in names], bool)
+            self._included_cache = (names, mask)
+        return mask
+
 
 @dataclass
 class ExplodingGradient(Rule):
@@ -146,9 +164,13 @@ class ExplodingGradient(Rule):
     confirm: int = 2
     window: int = 10
     floor_fraction: float = 0.5
-    _history: dict[str, deque[float]] = field(default_factory=dict, repr=False)
-    _peak: dict[str, float] = field(default_factory=dict, repr=False)  # tensor -> its highest window median
+    _recent: RecentValues = field(init=False, repr=False)  # each tensor's recent norms and highest median
+    _recent_total: RecentValues = field(init=False, repr=False)  # the same for the total norm
     _total_above: int = 0
+
+    def __post_init__(self) -> None:
+        self._recent = RecentValues(self.window)
+        self._recent_total = RecentValues(self.window)
 
     def on_stats(self, record: StatsRecord) -> list[Finding]:
         if record.kind != "grad":
@@ -163,12 +185,9 @@ class ExplodingGradient(Rule):
                                       f"gradient norm of {_describe(names)} is {largest:.3g} at step {record.step} "
                                       f"(above {self.max_norm:g}). Next: lower the learning rate or clip gradients "
                                       f"(clip_grad_norm_)", names, largest_norm=largest))
-        grown = []
-        for i in rows:
-            name, norm = record.names[i], float(record.stats.l2[i])
-            factor = self._grew(name, norm, self.growth)
-            if factor is not None:
-                grown.append((name, factor))
+        factors = self._recent.growth(self._recent.rows(record.names)[rows], record.stats.l2[rows].astype(float),
+                                      self.growth, self.floor_fraction)
+        grown = [(record.names[i], float(f)) for i, f in zip(rows[~np.isnan(factors)], factors[~np.isnan(factors)])]
         if grown:
             names = [n for n, _ in grown]
             found.append(self.finding(record.step, record.mode,
@@ -178,8 +197,9 @@ class ExplodingGradient(Rule):
                                       growth=max(f for _, f in grown)))
         norms = record.stats.l2[rows]
         total = float(np.sqrt(np.sum(norms[np.isfinite(norms)] ** 2))) if len(rows) else math.nan
-        factor = self._grew("<total>", total, self.total_growth)
-        self._total_above = self._total_above + 1 if factor is not None else 0
+        factor = float(self._recent_total.growth(self._recent_total.rows(_TOTAL), np.array([total]), self.total_growth,
+                                                 self.floor_fraction)[0])
+        self._total_above = self._total_above + 1 if not math.isnan(factor) else 0
         if self._total_above == self.confirm:
             found.append(self.finding(record.step, record.mode,
                                       f"total gradient norm (before clipping) is {total:.3g} at step {record.step}, "
@@ -189,23 +209,23 @@ class ExplodingGradient(Rule):
                                       growth=float(factor or 0.0)))
         return found
 
-    def _grew(self, name: str, norm: float, growth: float) -> float | None:
-        """The factor by which `norm` exceeds the median of its history, when above `growth`."""
-        history = self._history.setdefault(name, deque(maxlen=self.window))
-        if not isinstance(history, deque):
-            history = self._history[name] = deque(history, maxlen=self.window)
-        # Against the window's median, not its minimum: a norm that passes near zero (a bias
-        # settling) is no baseline for growth.
-        finite = [h for h in history if math.isfinite(h)]
-        factor = None
-        if len(finite) >= max(2, self.window // 2) and math.isfinite(norm):
-            median = float(np.median(finite))
-            self._peak[name] = peak = max(self._peak.get(name, 0.0), median)
-            baseline = max(median, self.floor_fraction * peak)
-            if baseline > 0 and norm > growth * baseline:
-                factor = norm / baseline
-        history.append(norm)
-        return factor
+    # The state keeps its earlier JSON form: tensor (and "<total>") -> recent norms, -> highest median.
+    def state_dict(self) -> dict[str, Any]:
+        return {"_history": {**self._recent.history_state(), **self._recent_total.history_state()},
+                "_peak": {**self._recent.peak_state(), **self._recent_total.peak_state()},
+                "_total_above": self._total_above}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        unknown = set(state) - {"_history", "_peak", "_total_above"}
+        if unknown:
+            raise KeyError(f"{self.name}: unknown state key {sorted(unknown)[0]!r}")
+        history, peak = dict(state.get("_history", {})), dict(state.get("_peak", {}))
+        total = _TOTAL[0]
+        self._recent_total.load({k: v for k, v in history.items() if k == total},
+                                {k: v for k, v in peak.items() if k == total})
+        self._recent.load({k: v for k, v in history.items() if k != total},
+                          {k: v for k, v in peak.items() if k != total})
+        self._total_above = int(state.get("_total_above", 0))
 
 
 @dataclass
