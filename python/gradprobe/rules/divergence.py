@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import math
+import statistics
 from collections import deque
 from dataclasses import dataclass, field
-
-import numpy as np
 
 from ..records import ScalarRecord
 from .base import Finding, Rule, Severity
@@ -55,10 +54,11 @@ class Divergence(Rule):
         if len(self._history) < self.min_history:
             self._history.append(value)
             return []
-        history = np.asarray(self._history)
-        median = float(np.median(history))
-        mad = float(np.median(np.abs(history - median))) * 1.4826
-        baseline = max(median, self.floor_fraction * abs(float(np.median(self._early))))
+        # statistics.median, not np.median: on 20 values NumPy's call overhead is ~10x the work,
+        # and this runs on the consumer thread on every step.
+        median = statistics.median(self._history)
+        mad = statistics.median([abs(h - median) for h in self._history]) * 1.4826
+        baseline = max(median, self.floor_fraction * abs(statistics.median(self._early)))
         above = value > self.factor * baseline and value > median + self.z_threshold * mad
         if not above:
             self._above = 0

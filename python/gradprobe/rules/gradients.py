@@ -177,7 +177,9 @@ class ExplodingGradient(Rule):
             return []
         found = []
         rows = per_row(record)
-        too_large = [int(i) for i in rows if np.isfinite(record.stats.l2[i]) and record.stats.l2[i] > self.max_norm]
+        norms = record.stats.l2[rows]
+        with np.errstate(invalid="ignore"):
+            too_large = rows[np.isfinite(norms) & (norms > self.max_norm)].tolist()
         if too_large:
             names = [record.names[i] for i in too_large]
             largest = float(np.max(record.stats.l2[too_large]))
@@ -195,7 +197,6 @@ class ExplodingGradient(Rule):
                                       f"its recent level at step {record.step}. Next: "
                                       f"lower the learning rate or clip gradients (clip_grad_norm_)", names,
                                       growth=max(f for _, f in grown)))
-        norms = record.stats.l2[rows]
         total = float(np.sqrt(np.sum(norms[np.isfinite(norms)] ** 2))) if len(rows) else math.nan
         factor = float(self._recent_total.growth(self._recent_total.rows(_TOTAL), np.array([total]), self.total_growth,
                                                  self.floor_fraction)[0])
