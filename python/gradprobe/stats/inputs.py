@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _core
 from ._layout import DTYPE_CODES
 
 Device = tuple[str, int]  # ("cpu", -1) or ("cuda", index)
@@ -216,34 +217,25 @@ def _torch_dtype_codes() -> dict[Any, int]:
 
 
 def _fast_torch_table(a: Sequence[Any]) -> Table | None:
-    """The common case in one tight loop: contiguous strided CPU or CUDA torch tensors of a
-    supported dtype. Returns None at the first input that needs the full checks."""
+    """The common case without per-tensor Python: torch tensors (CPU or CUDA) of a supported dtype,
+    each dense and inside its storage, read by the native gather (the probe's tensor tables use it
+    too). Returns None when any input needs the full checks, which then name it."""
     torch = _torch()
     if torch is None:
         return None
     codes = _FAST_CODES.get("torch")
     if codes is None:
         codes = _FAST_CODES["torch"] = _torch_dtype_codes()
-    tensor_type, strided = torch.Tensor, torch.strided
     n = len(a)
-    ptrs, numels, dtypes, devices = [0] * n, [0] * n, [0] * n, [-1] * n
-    for i, t in enumerate(a):
-        if not isinstance(t, tensor_type) or t.layout is not strided:
-            return None
-        code = codes.get(t.dtype)
-        if code is None or not t.is_contiguous():
-            return None
-        numel = t.numel()
-        if numel and t.untyped_storage().nbytes() < (t.storage_offset() + numel) * t.element_size():
-            return None  # the full checks name it
-        if t.is_cuda:
-            devices[i] = t.get_device()
-        elif not t.is_cpu:
-            return None
-        ptrs[i], numels[i], dtypes[i] = t.data_ptr(), numel, code
-    dtype_array = np.asarray(dtypes, np.int32)
-    return Table(np.asarray(ptrs, np.int64), np.zeros(n, np.int64), np.asarray(numels, np.int64), dtype_array,
-                 dtype_array, np.asarray(devices, np.int32), "torch", list(a), None)
+    ptrs, numels, keys = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64)
+    dtypes, devices, status = np.zeros(n, np.int32), np.zeros(n, np.int32), np.zeros(n, np.int32)
+    try:
+        _core.gather_tensors(a, None, codes, ptrs, numels, dtypes, devices, keys, status)
+    except (AttributeError, TypeError, RuntimeError):  # a tensor subclass or device the gather cannot read
+        return None
+    if status.any():  # a copy, an unsupported dtype or layout, or outside its storage
+        return None
+    return Table(ptrs, np.zeros(n, np.int64), numels, dtypes, dtypes, devices, "torch", list(a), None)
 
 
 _FAST_CODES: dict[str, dict[Any, int]] = {}  # filled once: torch's dtype objects -> codes
