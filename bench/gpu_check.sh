@@ -4,6 +4,9 @@
 #   1. builds gradprobe with CUDA forced on (GRADPROBE_CUDA=ON; CUDAARCHS defaults to 90 here);
 #      if that build fails and a prebuilt wheel lies in .whl/ (carried), installs that instead.
 #      Other wheels in .whl/ are dependencies the machine lacks (plotly on the lent H200's image),
+#      fetched beforehand where pip works: python3 -m pip download --no-deps --only-binary=:all:
+#      --python-version 3.12 --platform manylinux_2_28_x86_64 -d .whl plotly==7.1.0 (.whl/ is ignored
+#      by git: carry it to the GPU machine),
 #   2. runs the GPU tests (tests marked gpu),
 #   3. runs the GPU benchmarks (bench/test_stats_gpu.py: the statistics against the copy floor;
 #      bench/test_probe_overhead_gpu.py: BERT-base pretraining steps with and without the probe),
