@@ -187,8 +187,7 @@ class ExplodingGradient(Rule):
                                       f"gradient norm of {_describe(names)} is {largest:.3g} at step {record.step} "
                                       f"(above {self.max_norm:g}). Next: lower the learning rate or clip gradients "
                                       f"(clip_grad_norm_)", names, largest_norm=largest))
-        factors = self._recent.growth(self._recent.rows(record.names)[rows], record.stats.l2[rows].astype(float),
-                                      self.growth, self.floor_fraction)
+        factors = self._recent.growth(self._recent.rows(record.names)[rows], norms, self.growth, self.floor_fraction)
         grown = [(record.names[i], float(f)) for i, f in zip(rows[~np.isnan(factors)], factors[~np.isnan(factors)])]
         if grown:
             names = [n for n, _ in grown]

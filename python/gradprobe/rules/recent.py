@@ -16,8 +16,11 @@ class RecentValues:
 
     def __init__(self, window: int) -> None:
         self.window = window
+        self._clear()
+
+    def _clear(self) -> None:
         self._row: dict[str, int] = {}
-        self._values = np.full((0, window), np.nan)
+        self._values = np.full((0, self.window), np.nan)
         self._next = np.zeros(0, np.int64)  # the ring slot each name writes next
         self._count = np.zeros(0, np.int64)  # values appended so far, up to window
         self._peak = np.zeros(0)
@@ -79,7 +82,7 @@ class RecentValues:
         return {name: float(self._peak[row]) for name, row in self._row.items() if self._peak[row] > 0}
 
     def load(self, history: Mapping[str, Sequence[float]], peak: Mapping[str, float]) -> None:
-        self.__init__(self.window)  # type: ignore[misc]
+        self._clear()
         names = list(dict.fromkeys([*history, *peak]))
         rows = self.rows(names)
         for name, row in zip(names, rows.tolist()):
@@ -87,7 +90,6 @@ class RecentValues:
             for value in values:
                 self.append(np.array([row]), np.array([value]))
             self._peak[row] = float(peak.get(name, 0.0))
-        self._names_seen = (None, np.zeros(0, np.int64))
 
 
 def _finite_median(values: np.ndarray, count: np.ndarray) -> np.ndarray:
