@@ -141,7 +141,10 @@ void fold_tables(ExponentTables& tables, u64 zeros, u64* hist) {
 // more than kMaxSpan fields use the tables. Packing and byte sums are per ISA; order is irrelevant.
 typedef unsigned char vb __attribute__((vector_size(W * 4)));
 typedef signed char vsb __attribute__((vector_size(W * 4)));
-constexpr int kPacked = (int)(kBlock / (4 * W));  // byte vectors per block: at most 16 hits per lane
+constexpr int kPacked = (int)(kBlock / (4 * W));  // byte vectors per block: at most kPacked hits per lane
+// Blocks a byte counter holds before it must be flushed: 15 with 8 float lanes, 7 with 4 (the SSE
+// targets), whose blocks pack into twice as many byte vectors.
+constexpr int kFlushBlocks = 255 / kPacked;
 constexpr int kMaxSpan = 40;
 
 inline vb pack_fields(vu f0, vu f1, vu f2, vu f3) {
@@ -179,9 +182,9 @@ inline u64 sum_bytes(vb v) {
 #endif
 }
 
-// Per-field byte counters kept across blocks: a block adds at most kPacked (16) to a lane, so
-// 15 blocks fit a byte before the counters are summed into bins (one byte sum per field per 15
-// blocks instead of per block). Per thread; every flush leaves the touched counters zeroed.
+// Per-field byte counters kept across blocks: a block adds at most kPacked to a lane, so
+// kFlushBlocks blocks fit a byte before the counters are summed into bins (one byte sum per field
+// per kFlushBlocks blocks instead of per block). Per thread; every flush leaves the touched counters zeroed.
 struct FieldCounters {
   vb count[256];
   int lo = 256, top = -1, blocks = 0;
@@ -238,7 +241,7 @@ bool block_hist_bytes(const BlockSource<D, kPair>& src, u64 zeros, bool has_tiny
   }
   counters.lo = lo < counters.lo ? lo : counters.lo;
   counters.top = top > counters.top ? top : counters.top;
-  if (++counters.blocks == 15) flush_counters(counters, hist);
+  if (++counters.blocks == kFlushBlocks) flush_counters(counters, hist);
   return true;
 }
 

@@ -94,6 +94,7 @@ GP_AVX512 inline __m512d widen_sum(__m512 v) {
 // bits per bin (vpopcntb). Blocks spanning more than kWindows * 8 fields use the scalar loop.
 constexpr int kWindows = 4;
 constexpr int kVectorsPerBlock = kFastBlock / 64;
+constexpr int kFlushBlocks = 255 / kVectorsPerBlock;  // blocks a byte counter holds before a flush
 
 GP_AVX512_HIST inline int min_byte(__m512i v) {
   __m256i y = _mm256_min_epu8(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
@@ -313,7 +314,7 @@ void fold_tables(ExponentTables& tables, u64 zeros, u64* hist) {
 // Mask histogram (AVX-512BW without VBMI): the block's exponent fields packed to bytes (packs +
 // packus: lane order scrambled, irrelevant to counting); each field between the block's smallest
 // and largest non-zero field is counted by a byte compare to a mask and a masked byte add (two
-// instructions per 64 values). Per-field byte counters are summed every 15 blocks (a block adds at
+// instructions per 64 values). Per-field byte counters are summed every kFlushBlocks (31) blocks (a block adds at
 // most 8 per lane). Blocks spanning more than kMaxSpan fields use the exponent tables.
 constexpr int kMaxSpan = 40;
 
@@ -386,7 +387,7 @@ GP_AVX512 bool block_hist_masks(const TensorDesc& t, i64 i, u64 zeros, bool has_
   }
   counters.lo = lo < counters.lo ? lo : counters.lo;
   counters.top = top > counters.top ? top : counters.top;
-  if (++counters.blocks == 15) flush_counters(counters, hist);
+  if (++counters.blocks == kFlushBlocks) flush_counters(counters, hist);
   return true;
 }
 

@@ -177,6 +177,18 @@ int main(int argc, char** argv) {
       cases.push_back({after, before, true});
     }
   cases.push_back({make_input(kF32, 5000, rng, true), make_input(kF64, 5000, rng, true), true});  // mixed dtypes
+  for (int d : dtypes) {  // one exponent bin for 40 blocks: the histogram's byte counters must flush before they wrap
+    Input constant = make_input(d, 40 * 512 + 3, rng, false);
+    const float value = -1.5f;  // exact in every dtype, so the oracle's std is exactly 0 too
+    unsigned char encoded[8];
+    if (d == kF64) { const double v = value; std::memcpy(encoded, &v, 8); }
+    else if (d == kF32) std::memcpy(encoded, &value, 4);
+    else { const unsigned short h = d == kBF16 ? (unsigned short)(f32_bits(value) >> 16) : f32_to_f16(value);
+           std::memcpy(encoded, &h, 2); }
+    for (i64 i = 0; i < constant.n; ++i)
+      std::memcpy(constant.bytes.data() + i * element_bytes(d), encoded, (size_t)element_bytes(d));
+    cases.push_back({constant, Input{}, false});
+  }
 
   int failures = 0;
   std::string seen;

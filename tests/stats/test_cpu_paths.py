@@ -54,6 +54,19 @@ def test_each_target_specials_in_every_block_position(cpu_path, dtype, rng_seed)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=[str(d) for d in DTYPES])
+def test_each_target_histogram_of_long_constant_runs(cpu_path, dtype):
+    """Every value of a block in one exponent bin, block after block: the per-lane byte counters of
+    the histogram reach their limit (on 4-lane targets, 32 hits per lane per block) and must be
+    flushed before they wrap."""
+    tensors = [torch.full((n * BLOCK + 3,), value, dtype=dtype) for n in (7, 8, 16, 33, 70)
+               for value in (1.0, -0.375)]
+    tensors.append(torch.cat([torch.full((20 * BLOCK,), 2.0), torch.full((20 * BLOCK,), 0.5)]).to(dtype))
+    got = tensor_stats(tensors, backend="cpu")
+    assert_stats_close(got, reference(tensors), f"{cpu_path} {dtype}")
+    assert (got.hist.sum(axis=1) == got.numel).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=[str(d) for d in DTYPES])
 def test_each_target_blocks_whose_means_jump(cpu_path, dtype, rng_seed):
     """Each block's shift is read while the block before it is computed: blocks whose means and
     spreads jump from one block to the next, a non-finite block, and 1, 2 and 3 blocks (+ tails)."""
