@@ -87,6 +87,8 @@ PYBIND11_MODULE(_core, m) {
         py::arg("ptrs"), py::arg("numels"), py::arg("dtypes"), py::arg("devices"), py::arg("keys"), py::arg("status"),
         "Fills the raw table of torch tensors (or of their attribute attr, e.g. 'grad') with each row's layout\n"
         "key and status (GATHER_STATUS); returns how many were None.");
+  m.def("tensor_versions", &gp::bind::tensor_versions, py::arg("objects"), py::arg("attr"), py::arg("versions"),
+        py::arg("ptrs"), "Each tensor's version counter and data pointer (-1 and 0 for None).");
   gp::bind::register_gather_constants(m);
   m.def("has_avx512", &gp::cpu::has_avx512, "Whether this CPU has AVX-512 F/BW/DQ/VL.");
   m.def("cpu_path", &gp::cpu::cpu_target,

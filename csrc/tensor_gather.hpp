@@ -212,6 +212,49 @@ inline i64 gather_tensors(py::list objects, py::object attr, py::dict codes, py:
   return missing;
 }
 
+// For each object (or its attribute path `attr`, as in gather_tensors): the tensor's version counter
+// (`_version`, bumped by every in-place change) and data pointer, or -1 and 0 when it is None. Lets the
+// probe tell, at an optimizer step, whether gradients changed since the backward that completed them.
+inline void tensor_versions(py::list objects, py::object attr, py::array_t<i64> versions, py::array_t<i64> ptrs) {
+  const py::ssize_t n = static_cast<py::ssize_t>(py::len(objects));
+  if (versions.size() != n || ptrs.size() != n)
+    throw py::value_error("tensor_versions: output arrays must have one entry per object");
+  auto v = versions.mutable_unchecked<1>();
+  auto p = ptrs.mutable_unchecked<1>();
+  static PyObject* name_version = PyUnicode_InternFromString("_version");
+  static PyObject* name_data_ptr = PyUnicode_InternFromString("data_ptr");
+  std::vector<PyObject*> path;
+  if (py::isinstance<py::tuple>(attr)) {
+    for (py::handle name : attr) path.push_back(name.ptr());
+  } else if (!attr.is_none()) {
+    path.push_back(attr.ptr());
+  }
+  for (py::ssize_t i = 0; i < n; ++i) {
+    py::object tensor = py::reinterpret_borrow<py::object>(PyList_GET_ITEM(objects.ptr(), i));
+    for (PyObject* name : path) {
+      if (tensor.is_none()) break;
+      tensor = py::reinterpret_steal<py::object>(PyObject_GetAttr(tensor.ptr(), name));
+      if (!tensor) throw py::error_already_set();
+    }
+    if (tensor.is_none()) {
+      v(i) = -1;
+      p(i) = 0;
+      continue;
+    }
+    py::object version = py::reinterpret_steal<py::object>(PyObject_GetAttr(tensor.ptr(), name_version));
+    if (!version) throw py::error_already_set();
+    v(i) = PyLong_AsLongLong(version.ptr());
+    PyObject* raw_ptr = PyObject_CallMethodNoArgs(tensor.ptr(), name_data_ptr);
+    if (!raw_ptr) {  // no storage: only the version tells
+      PyErr_Clear();
+      p(i) = 0;
+      continue;
+    }
+    p(i) = PyLong_AsLongLong(raw_ptr);
+    Py_DECREF(raw_ptr);
+  }
+}
+
 inline void register_gather_constants(py::module_& m) {
   py::dict codes;
   codes["missing"] = static_cast<int>(kGatherMissing);

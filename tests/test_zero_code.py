@@ -278,3 +278,48 @@ for step in range(3):
     grads = open_run(tmp_path / "run").stats("grad")
     recorded = grads.groupby("step").l2.apply(lambda l2: float((l2 ** 2).sum() ** 0.5)).to_numpy()
     assert recorded == pytest.approx(norms, rel=1e-5)  # all three steps, step 0 included, unclipped
+
+
+@pytest.mark.parametrize("clip", [
+    "clip_grad_norm_(model.parameters(), max_norm=1e-3)",
+    "clip_grad_value_(model.parameters(), clip_value=1e-4)",
+    "clip_grads_with_norm_(list(model.parameters()), 1e-3, get_total_norm([p.grad for p in model.parameters()]))",
+    "[p.grad.mul_(1e-3) for p in model.parameters()]",
+], ids=["clip_grad_norm_", "clip_grad_value_", "get_total_norm+clip_grads_with_norm_", "hand-written"])
+def test_unmodified_script_with_accumulation_records_preclip_gradients(tmp_path, clip):
+    """Imported before gradprobe attaches (as `gradprobe run` always is), accumulation 2."""
+    training = f"""
+import torch
+from torch.nn.utils import clip_grad_norm_, clip_grad_value_, clip_grads_with_norm_, get_total_norm
+torch.manual_seed(0)
+model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+opt = torch.optim.SGD(model.parameters(), lr=0.01)
+for step in range(4):
+    opt.zero_grad()
+    for micro in range(2):
+        (model(torch.randn(16, 4)).mul(100).pow(2).mean() / 2).backward()
+    print("NORM", float(torch.linalg.vector_norm(torch.stack([p.grad.double().norm() for p in model.parameters()]))))
+    with torch.no_grad():
+        {clip}
+    opt.step()
+"""
+    done = run_cli("run", "--out", str(tmp_path / "run"), "--", "python", script(tmp_path, training))
+    assert done.returncode == 0, done.stderr
+    assert "gradprobe: gradients changed" not in done.stderr and "no backward through" not in done.stderr
+    norms = [float(line.split()[1]) for line in done.stdout.splitlines() if line.startswith("NORM")]
+    grads = open_run(tmp_path / "run").stats("grad")
+    recorded = grads.groupby("step").l2.apply(lambda l2: float((l2 ** 2).sum() ** 0.5)).to_numpy()
+    assert recorded == pytest.approx(norms, rel=1e-6)
+
+
+def test_a_script_that_saves_its_whole_model_exits_0_and_the_model_loads(tmp_path):
+    saving = TRAIN + "torch.save(model, sys.argv[1])\nprint('SAVED')\n"
+    done = run_cli("run", "--out", str(tmp_path / "run"), "--", "python", script(tmp_path, saving),
+                   str(tmp_path / "model.pt"))
+    assert done.returncode == 0, done.stderr
+    assert "SAVED" in done.stdout
+    import torch
+
+    model = torch.load(tmp_path / "model.pt", weights_only=False)
+    assert model(torch.zeros(2, 4)).shape == (2, 1)
+    assert open_run(tmp_path / "run").meta["status"] == "completed"

@@ -3,8 +3,10 @@
 Runs the script with global hooks and no edit to it:
 - module forward hooks find the model: the outermost module call (nothing else running) that
   owns parameters;
-- an optimizer step pre-hook attaches a Probe at the first optimizer.step(), to the model whose
-  parameters that optimizer updates (the probe takes this first step's gradients itself);
+- the first backward() attaches a Probe to the model that ran and the optimizer alive then that
+  updates its parameters, so step 0's gradients are measured where that backward completes them
+  like every later step's; else an optimizer step pre-hook attaches it at the first
+  optimizer.step() (step 0's gradients are then read at that step);
 - every optimizer step then ends a probe step; its loss is the sum of the scalar tensors that
   backward() was called on since the previous optimizer step (under gradient accumulation the
   script's `loss / N` micro-batches add up to the mean it logs), or the model output's .loss when
@@ -37,7 +39,7 @@ import torch.nn.functional as functional
 import torch.optim.optimizer as torch_optimizer
 from torch.utils.hooks import RemovableHandle
 
-from .probe import Probe, clip_hook
+from .probe import Probe
 from .probe.config import ProbeConfig, resolve_config
 from .probe.meta import describe_optimizer
 from .report import write_report
@@ -99,12 +101,12 @@ class AutoAttach:
         self._closure_step = False  # inside optimizer.step(closure): only the first evaluation counts
         self._evaluation: EvaluationPass | None = None
         self.evaluations_recorded = 0
-        self._handles: list[RemovableHandle | clip_hook.Handle] = [
+        self._searched_at_backward = False  # the optimizers alive at the first backward were looked at
+        self._handles: list[RemovableHandle] = [
             torch.nn.modules.module.register_module_forward_pre_hook(self._pre_forward),
             torch.nn.modules.module.register_module_forward_hook(self._post_forward, always_call=True),
             torch_optimizer.register_optimizer_step_pre_hook(self._before_step),
             torch_optimizer.register_optimizer_step_post_hook(self._after_step),
-            clip_hook.register(self._before_clipping),
         ]
         self._original_backward = torch.Tensor.backward
         attach = self
@@ -115,6 +117,7 @@ class AutoAttach:
                 attach._cancel_evaluation()  # eval() forwards followed by a backward were training
             if tensor.numel() == 1:
                 attach._add_backward_loss(tensor.detach())
+            attach._before_backward(tensor)
             return attach._original_backward(tensor, *args, **kwargs)
 
         torch.Tensor.backward = backward  # type: ignore[method-assign,assignment]
@@ -219,21 +222,20 @@ class AutoAttach:
         if name not in self._unmatched_optimizers:
             self._unmatched_optimizers.append(name)
 
-    def _before_clipping(self, parameters: Any) -> None:
-        """Clipping before the first optimizer step: attach now, so step 0's gradients are taken
-        before clipping like every later step's."""
-        if self.probe is not None or not self._roots:
+    def _before_backward(self, tensor: torch.Tensor) -> None:
+        """The first backward: attach now, so step 0's gradients are measured where this backward
+        completes them, like every later step's."""
+        if self.probe is not None or not self._roots or self._searched_at_backward:
             return
-        # Once per run: the optimizers alive now (clipping gives the parameters, not the optimizer).
+        self._searched_at_backward = True  # once per run: the optimizers alive now (a backward names none)
         candidates = [o for o in gc.get_objects() if isinstance(o, torch.optim.Optimizer)]
         matches = [(model, o) for o in candidates if (model := self._model_of(o)) is not None]
         if not matches:
             return
         model, optimizer = matches[0]
         self._attach(model, optimizer, before_step=False)
-        probe = self.probe
-        if probe is not None:
-            probe._before_clipping(parameters)  # its own clip callback was not registered for this call
+        if self.probe is not None:
+            self.probe.watch_backward(tensor)  # its forward ran before the probe existed
 
     def _attach(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, before_step: bool = True) -> None:
         self.probe = Probe(model, optimizer, out_dir=self.out_dir, config=self.config, exist=self.exist)

@@ -91,11 +91,33 @@ def fsdp_run(rank: int, out: Path) -> dict:
             net(torch.randn(8, 16, generator=generator)).pow(2).mean().backward()
             full = [p.grad.full_tensor() for p in net.parameters()]  # a collective: every rank, same order
             oracles.append(oracle(names, full))
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 1e-4)  # recorded: the values before it
             opt.step()
             opt.zero_grad()
             probe.step()
         mode = probe.distributed
     return {"oracles": oracles, "mode": mode, "local_numels": [p.to_local().numel() for p in net.parameters()]}
+
+
+def fsdp1_clip_run(rank: int, out: Path) -> dict:
+    """FSDP1's own clip_grad_norm_ method (a collective): each rank records its local gradient shards
+    as they were before it; the method returns the total norm they make together."""
+    from torch.distributed.fsdp import FullyShardedDataParallel
+
+    from gradprobe import Probe
+
+    net = FullyShardedDataParallel(model(3), device_id=torch.device("cpu"), use_orig_params=True)
+    opt = torch.optim.SGD(net.parameters(), lr=0.01)
+    totals = []
+    generator = torch.Generator().manual_seed(300 + rank)
+    with Probe(net, opt, out_dir=out / "fsdp1", rules=[], config={"distributed": "off"}) as probe:
+        for _ in range(FSDP_STEPS):
+            net(torch.randn(8, 16, generator=generator)).pow(2).mean().mul(100).backward()
+            totals.append(float(net.clip_grad_norm_(1e-4)))
+            opt.step()
+            opt.zero_grad()
+            probe.step()
+    return {"totals": totals}
 
 
 def crash_run(rank: int, out: Path) -> None:
@@ -124,7 +146,8 @@ def run(rank: int, world_size: int, port: int, out: str) -> None:
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
     os.environ["LOCAL_RANK"] = str(rank)  # as torchrun sets it
     try:
-        result = {"ddp": ddp_run(rank, Path(out)), "fsdp": fsdp_run(rank, Path(out))}
+        result = {"ddp": ddp_run(rank, Path(out)), "fsdp": fsdp_run(rank, Path(out)),
+                  "fsdp1": fsdp1_clip_run(rank, Path(out))}
         Path(out, f"rank{rank}.json").write_text(json.dumps(result, default=float))
         crash_run(rank, Path(out))  # last: it ends the group
     finally:

@@ -87,6 +87,16 @@ def test_fsdp_merged_statistics_equal_the_unsharded_ones(two_ranks):
         assert_partition_matches(run, rank, result["fsdp"]["oracles"])
 
 
+def test_fsdp1_clip_grad_norm_method_leaves_the_recorded_shards_unclipped(two_ranks):
+    out, results = two_ranks
+    totals = results[0]["fsdp1"]["totals"]
+    assert totals == results[1]["fsdp1"]["totals"] and min(totals) > 1e-2  # clipping to 1e-4 really happened
+    grads = gradprobe.open_run(out / "fsdp1").stats("grad")
+    grads = grads[grads.present]
+    recorded = grads.groupby("step").l2.apply(lambda l2: float((l2 ** 2).sum() ** 0.5)).to_numpy()
+    np.testing.assert_allclose(recorded, totals, rtol=1e-5)  # both ranks' shards, before the clip
+
+
 def test_a_crashed_rank_leaves_the_others_data_readable(two_ranks):
     out, _ = two_ranks
     assert "Connection" in json.loads((out / "crash.json").read_text())["error"]  # rank 0 saw its peer die

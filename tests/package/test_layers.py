@@ -28,11 +28,13 @@ OPTIONAL_FRAMEWORKS = {
                      "gradprobe.workflows.demo",  # `gradprobe demo` fine-tunes a BERT (loaded lazily by the CLI)
                      "gradprobe.workflows.finetune", "gradprobe.workflows.pretrain"),  # likewise, lazily
     "lightning": ("gradprobe.integrations.lightning",),  # the callback subclasses lightning's Callback
-    "accelerate": ("gradprobe.integrations.accelerate",),  # attach() checks for an Accelerator
+    "accelerate": ("gradprobe.integrations.accelerate",  # attach() checks for an Accelerator
+                   "gradprobe.integrations.transformers"),  # the Trainer accumulates through accelerate
 }
 # What each layer may import (besides itself); anything not listed may import anything below it.
 ALLOWED = {
     "_core": set(),
+    "user_hooks": set(),
     "_version": {"_core"},
     "redact": set(),
     "stats": {"_core", "_cuda"},
@@ -42,8 +44,9 @@ ALLOWED = {
     "actions": {"rules", "records", "stats", "redact"},
     "store": {"records", "stats"},
     "export": {"store", "stats", "records"},
-    "profiler": {"metrics", "records", "rules", "actions", "store", "stats"},
-    "probe": {"_core", "_version", "stats", "records", "rules", "actions", "store", "profiler", "metrics"},
+    "profiler": {"metrics", "records", "rules", "actions", "store", "stats", "user_hooks"},
+    "probe": {"_core", "_version", "stats", "records", "rules", "actions", "store", "profiler", "metrics",
+              "user_hooks"},
     "report": {"store", "rules", "records", "stats", "metrics"},
 }
 

@@ -15,9 +15,9 @@
             break
     probe.close()
 
-- Gradients are read once accumulation is complete and before clipping: accelerator.clip_grad_norm_
-  goes through torch.nn.utils.clip_grad_norm_, which the probe sees first; without clipping, in the
-  torch optimizer's step pre-hook, which runs only on real steps (sync_gradients).
+- Gradients are measured where the backward of the micro-batch that ends the step (accelerate's
+  sync_gradients) completes them: accumulated, reduced across processes, and before any clipping
+  (whichever function accelerate clips with) or unscaling (accelerator.scaler is passed on).
 - `end_step` ends a probe step only when gradients were synchronised (a real optimizer step) and
   returns whether every process should stop: a stop asked on any rank is raised as accelerate's
   trigger (set_trigger) and read by all with check_trigger (one reduction, on real steps only).
@@ -47,7 +47,10 @@ def attach(accelerator: Accelerator, model: torch.nn.Module, optimizer: Any, out
     """A Probe on what accelerator.prepare returned (the torch optimizer inside AcceleratedOptimizer)."""
     if not isinstance(accelerator, Accelerator):
         raise TypeError(f"gradprobe: attach() needs the Accelerator, not a {type(accelerator).__name__}")
-    return ProbeSettings(out_dir, config, rules, actions, exist).open(model, [optimizer])
+    probe = ProbeSettings(out_dir, config, rules, actions, exist).open(model, [optimizer],
+                                                                      scaler=getattr(accelerator, "scaler", None))
+    probe.set_step_end_signal(lambda: bool(accelerator.sync_gradients))
+    return probe
 
 
 def end_step(accelerator: Accelerator, probe: Probe, loss: Any = None) -> bool:

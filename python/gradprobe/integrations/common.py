@@ -30,7 +30,7 @@ class ProbeSettings:
     exist: str = "error"
 
     def open(self, model: torch.nn.Module, optimizers: Sequence[torch.optim.Optimizer], *,
-             optimizer_hooks: bool = True, data_parallel: bool = False) -> Probe:
+             optimizer_hooks: bool = True, data_parallel: bool = False, scaler: Any = None) -> Probe:
         """data_parallel: the framework runs plain DDP on this (unwrapped) model, so the gradients
         are replicated: distributed "auto" becomes "replicated" (the probe cannot see the wrapper)."""
         config = resolve_config(self.config)
@@ -39,7 +39,8 @@ class ProbeSettings:
         rules = list(self.rules) if self.rules is not None and not isinstance(self.rules, str) else self.rules
         actions = list(self.actions) if self.actions is not None else None
         return Probe(model, [unwrap_optimizer(o) for o in optimizers], out_dir=self.out_dir, config=config,
-                     rules=rules, actions=actions, exist=self.exist, optimizer_hooks=optimizer_hooks)
+                     rules=rules, actions=actions, exist=self.exist, optimizer_hooks=optimizer_hooks,
+                     scaler=scaler)
 
 
 def unwrap_optimizer(optimizer: Any) -> torch.optim.Optimizer:

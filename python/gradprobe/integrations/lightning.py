@@ -3,9 +3,11 @@
     from gradprobe.integrations.lightning import GradprobeCallback
     trainer = lightning.Trainer(..., callbacks=[GradprobeCallback(out_dir="runs/exp1")])
 
-- Gradients are read in on_before_optimizer_step: accumulated over the micro-batches and before
-  Lightning clips them. Lightning runs backward inside optimizer.step(closure), so the probe does
-  not hook the optimizer (its pre-hook would fire before backward); this callback tells it instead.
+- Gradients are measured where the backward that ends an optimizer step completes them (the loss
+  is handed to the probe in on_before_backward; Lightning tells which micro-batch ends the step),
+  so before any unscaling or clipping, by Lightning or by the module's own code. Lightning runs
+  backward inside optimizer.step(closure), so the probe does not hook the optimizer (its pre-hook
+  would fire before backward); on_before_optimizer_step tells it that the step is about to run.
 - One probe step per optimizer step (at the end of that batch), with the training step's loss;
   each validation run is one eval step with the logged metrics (callback_metrics).
 - A stop (StopTraining, probe.stop()) sets trainer.should_stop; Lightning ends after that batch,
@@ -52,12 +54,19 @@ class GradprobeCallback(pl.Callback):
         strategy = trainer.strategy  # DeepSpeed derives from DDPStrategy but partitions the gradients
         ddp = isinstance(strategy, DDPStrategy) and not isinstance(strategy, DeepSpeedStrategy)
         self.probe = self.settings.open(pl_module, trainer.optimizers, optimizer_hooks=False, data_parallel=ddp)
+        should_accumulate = getattr(trainer.fit_loop, "_should_accumulate", None)
+        if callable(should_accumulate):
+            self.probe.set_step_end_signal(lambda: not should_accumulate())
+
+    def on_before_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor) -> None:
+        if self.probe is not None and isinstance(loss, torch.Tensor):
+            self.probe.watch_backward(loss)  # training_step may call an inner model, not pl_module's forward
 
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                                  optimizer: torch.optim.Optimizer) -> None:
         if self.probe is not None and not self._optimizer_stepped:
             self._optimizer_stepped = True
-            self.probe.gradients_ready()
+            self.probe.gradients_ready(optimizer)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:

@@ -3,9 +3,9 @@
     from gradprobe.integrations.transformers import GradprobeCallback
     trainer = Trainer(model, args, ..., callbacks=[GradprobeCallback(out_dir="runs/exp1")])
 
-- Gradients are read complete and before clipping: the Trainer clips through
-  torch.nn.utils.clip_grad_norm_ (via accelerate), which the probe sees first; without clipping,
-  in the torch optimizer's step pre-hook. `on_pre_optimizer_step` would see clipped gradients.
+- Gradients are measured where the backward of the micro-batch that ends the step completes them
+  (accelerate's sync_gradients, which the Trainer sets): accumulated and before any clipping or
+  unscaling, whichever function the Trainer (or accelerate) clips with.
 - One probe step per optimizer step (on_step_end); the Trainer's logs (loss, grad_norm,
   learning_rate, ...) arrive after it and are recorded at that step; evaluation metrics are one
   eval step each.
@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from accelerate.state import GradientState
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.training_args import ParallelMode
 
@@ -52,6 +53,8 @@ class GradprobeCallback(TrainerCallback):
         # Plain multi-process data parallel is DDP; FSDP and DeepSpeed shard the gradients instead.
         ddp = args.parallel_mode == ParallelMode.DISTRIBUTED and not args.fsdp and args.deepspeed is None
         self.probe = self.settings.open(model, [optimizer], data_parallel=ddp)
+        gradient_state = GradientState()  # accelerate's shared state: the Trainer's accumulation
+        self.probe.set_step_end_signal(lambda: bool(gradient_state.sync_gradients))
 
     def on_prediction_step(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                            **kwargs: Any) -> None:

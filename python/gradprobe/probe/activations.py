@@ -17,6 +17,9 @@ from typing import Any
 
 import torch
 
+from ..user_hooks import OwnHook
+from .tracing import tracing
+
 # Modules whose output duplicates another's or carries no signal.
 _SKIPPED_TYPES = ("Dropout", "Identity")
 # Activation functions whose input shows saturation (tanh, sigmoid, softmax) or death (ReLU family).
@@ -75,8 +78,8 @@ class ActivationCapture:
         if self._handles or not self._modules:
             return
         for _, module in self._modules:
-            self._handles.append(module.register_forward_hook(self._on_module))
-        self._handles.append(self._model.register_forward_hook(self._on_root, always_call=True))
+            self._handles.append(module.register_forward_hook(OwnHook(self._on_module)))
+        self._handles.append(self._model.register_forward_hook(OwnHook(self._on_root), always_call=True))
 
     def disarm(self) -> None:
         for handle in self._handles:
@@ -85,6 +88,8 @@ class ActivationCapture:
         self._labels, self._tensors, self._names_seen = [], [], {}
 
     def _on_module(self, module: torch.nn.Module, inputs: tuple, output: Any) -> None:
+        if tracing():
+            return
         label = call_label(self._names_seen, self._names[id(module)])
         out = first_tensor(output)
         if out is not None and out.is_floating_point():
@@ -97,6 +102,8 @@ class ActivationCapture:
                 self._tensors.append(x.detach())
 
     def _on_root(self, module: torch.nn.Module, inputs: tuple, output: Any) -> None:
+        if tracing():
+            return  # an export or compile trace: the real forward comes later
         labels, tensors = self._labels, self._tensors
         self.disarm()  # one forward per due step
         if tensors:

@@ -1,9 +1,13 @@
 """Tensor capture on the training thread: gathers pointers, launches the fused pass, enqueues.
 
 Where each kind is taken:
-- gradients: in the first optimizer step-pre hook of an iteration (after accumulation and after a
-  GradScaler unscaled them), or earlier when clip_grad_norm_ runs, so they are seen before
-  clipping; with no optimizer step, at probe.step() if they still exist;
+- gradients: at the end of the backward that completes them (grad_completion.py), before any
+  clipping, unscaling or other in-place change, whatever function makes it; under gradient
+  accumulation only the backward that ends the optimizer step is measured (told by the framework's
+  signal, DDP's no_sync, or the number of backwards per step learned from the previous steps). The
+  measurement is enqueued at the optimizer step (or at probe.step() when no optimizer stepped). When
+  no measured backward preceded the step, the gradients are measured there, and if they changed in
+  place since their backward, that is said once (warning, event, meta.json `gradient_capture`);
 - weights and updates: at probe.step(), after every optimizer has stepped (post_step.py);
 - activations: forward hooks armed only for due steps, one fused launch per forward.
 """
@@ -25,9 +29,20 @@ from ..stats.inputs import Table
 from .config import ProbeConfig
 from .consumer import Consumer, InputItem, StatsItem
 from .distributed import Distribution, Exchanged
+from .loss_scale import LossScale
 from .meta import ParameterGroups
 from .plans import CapturePlans, Due, KindPlan
 from .post_step import PostStepPass
+from .tracing import tracing
+
+
+@dataclass
+class MeasuredGrads:
+    """Gradients measured at a backward end, enqueued once the step is known to end after it."""
+
+    item: StatsItem
+    at_backward: int  # StepState.backward_ends when measured
+    versions: np.ndarray | None  # the gradients' (version, pointer) rows then, while needed
 
 
 @dataclass
@@ -38,6 +53,9 @@ class StepState:
     optimizer_stepped: bool = False
     weights_taken: bool = False
     overhead: float = 0.0  # seconds the training thread spent in gradprobe during this step
+    backward_ends: int = 0  # backwards through the model's outputs that finished in this step
+    measured: MeasuredGrads | None = None
+    versions_at_end: np.ndarray | None = None  # gradient versions at the last unmeasured backward end
 
 
 @dataclass(frozen=True)
@@ -77,6 +95,15 @@ class TensorCapture:
         # The gradients kept for the backward NaN/Inf origin, and how to forget them (set by the probe's hooks).
         self.backward_origin: Callable[[], tuple[list[str], list[torch.Tensor]]] = lambda: ([], [])
         self.release_backward: Callable[[], None] = lambda: None
+        self.loss_scale = LossScale()
+        # Whether the backward now ending ends the step (True/False), or None when unknown: set by
+        # integrations from their framework (accelerate's sync_gradients); DDP's no_sync is seen here.
+        self.final_backward_signal: Callable[[], bool | None] | None = None
+        self._backwards_per_step: int | None = None  # learned: the last two steps had this many
+        self._previous_backwards = 0
+        self._measure_every_backward = False  # after a step whose gradients changed before they were measured
+        self._said: set[str] = set()  # gradient_capture notes already given (once each)
+        self.gradient_capture_notes: dict[str, dict[str, Any]] = {}  # for meta.json
 
     def refresh_if_stale(self) -> ParameterGroups | None:
         """Rebuilds the plans after the model changed; returns the new parameter groups, if it did."""
@@ -93,22 +120,113 @@ class TensorCapture:
         if id(module) in self.plans.module_ids:
             self.stale = True
 
-    def grads(self, state: StepState, mode: str, step: int, require_present: bool = False) -> None:
+    # -- gradients ------------------------------------------------------------------------------
+    def on_backward_end(self, state: StepState, mode: str, step: int) -> None:
+        """A backward through the model finished: its gradients are complete and not yet changed.
+        Measured now when this backward ends the step (or that is not known); else only their versions
+        are kept, to tell at the optimizer step whether they changed since."""
+        state.backward_ends += 1
+        if mode != "train" or state.grads_taken or not self.plans.grad.due(mode, step):
+            return
+        if self._ends_step(state):
+            self._measure_grads(state, mode, step, at_backward=True)
+        else:
+            state.versions_at_end = self.plans.grad.all_params.versions("grad")
+
+    def _ends_step(self, state: StepState) -> bool:
+        signal = self.final_backward_signal() if self.final_backward_signal is not None else None
+        if signal is None:
+            signal = _ddp_sync_signal(self.model)
+        if signal is not None:
+            return signal
+        period = self._backwards_per_step
+        return self._measure_every_backward or period is None or state.backward_ends >= period
+
+    def settle_grads(self, state: StepState, mode: str, step: int, optimizer: torch.optim.Optimizer | None,
+                     require_present: bool = False) -> None:
+        """Enqueues this step's gradients (at its first optimizer step, or at probe.step() without one):
+        the measurement of the backward that ended it, or a measurement now."""
+        if state.grads_taken or mode != "train":
+            return
+        if not self.plans.grad.due(mode, step):
+            return
+        measured = state.measured
+        if measured is not None and measured.at_backward == state.backward_ends:
+            changed = measured.versions is not None and self._changed_since(measured.versions)
+            if measured.item.grad_scale is None:
+                measured.item.grad_scale = self.loss_scale.at_optimizer_step(optimizer, changed)
+            state.measured = None
+            state.grads_taken = True
+            self._consumer.put(measured.item)
+            return
+        if measured is not None:  # superseded by a later, unmeasured backward
+            _discard_item(measured.item)
+            state.measured = None
+        changed = (state.backward_ends > 0 and state.versions_at_end is not None
+                   and self._changed_since(state.versions_at_end))
+        self._measure_grads(state, mode, step, at_backward=False, require_present=require_present)
+        measured = state.measured
+        if measured is None:
+            return
+        state.measured = None
+        if measured.item.grad_scale is None:
+            measured.item.grad_scale = self.loss_scale.at_optimizer_step(optimizer, False)
+        state.grads_taken = True
+        self._consumer.put(measured.item)
+        if changed:
+            self._say_once("changed", step, "gradients changed in place between the backward that completed them "
+                           "and the optimizer step, before gradprobe measured them (it expected another backward "
+                           "in this step): recorded as they were at the optimizer step, e.g. after clipping. From "
+                           "now on every backward is measured")
+            self._measure_every_backward = True
+        elif state.backward_ends == 0 and not require_present:
+            self._say_once("not_observed", step, "no backward through the model's outputs was seen before this "
+                           "optimizer step: gradients are read at the step, after any clipping done before it")
+
+    def _learn_backwards_per_step(self, state: StepState) -> None:
+        """Known once two steps in a row had the same number of backwards (1 without accumulation)."""
+        count = state.backward_ends
+        if count:
+            self._backwards_per_step = count if count == self._previous_backwards else None
+            self._previous_backwards = count
+
+    def _changed_since(self, versions: np.ndarray) -> bool:
+        return not np.array_equal(versions, self.plans.grad.all_params.versions("grad"))
+
+    def _say_once(self, what: str, step: int, message: str) -> None:
+        if what in self._said:
+            return
+        self._said.add(what)
+        warnings.warn(f"gradprobe: {message} (step {step})", RuntimeWarning, stacklevel=4)
+        self._event({"type": "gradient_capture", "issue": what, "step": step, "message": message})
+        self.gradient_capture_notes[what] = {"step": step, "message": message}
+
+    def _measure_grads(self, state: StepState, mode: str, step: int, at_backward: bool,
+                       require_present: bool = False) -> None:
         kept_labels, kept_grads = self.backward_origin()
         if kept_grads and kept_grads[0].is_cuda:
             self.release_backward()  # the launch below is stream-ordered: the caching allocator may reuse them
         due = self.plans.grad.due(mode, step)
-        if not due:
-            return
+        # Versions first: they must describe the gradients as the pass reads them.
+        versions = (self.plans.grad.all_params.versions("grad")
+                    if at_backward and (self.loss_scale.scaler is None and not self.loss_scale.searched) else None)
+        # At a backward end the gradients still carry the loss scale; at the optimizer step a GradScaler
+        # has unscaled them already (or left them to a fused optimizer: loss_scale.at_optimizer_step).
+        scale = self.loss_scale.read() if at_backward else None
         launched = self._launch(self.plans.grad, due, "grad")
-        if (require_present and not launched.any_present) or launched.dropped:
-            return  # no gradients at probe.step() (nothing happened this step), or the launch was dropped
-        state.grads_taken = True
+        if launched.dropped:
+            state.grads_taken = True  # this step's gradient measurement is dropped (and counted), not retried
+            return
+        if require_present and not launched.any_present:
+            return  # no gradients at probe.step(): nothing happened this step
         if kept_grads:
             self._backward_origin(kept_labels, kept_grads, launched.pending, mode, step)
-        self._consumer.put(StatsItem(step, mode, "grad", launched.names, launched.names_arrow, launched.result_rows,
-                                     launched.pending, histogram=self.plans.grad.histogram(due),
-                                     exchange=launched.exchange))
+        if state.measured is not None:
+            _discard_item(state.measured.item)
+        item = StatsItem(step, mode, "grad", launched.names, launched.names_arrow, launched.result_rows,
+                         launched.pending, histogram=self.plans.grad.histogram(due), exchange=launched.exchange,
+                         grad_scale=scale)
+        state.measured = MeasuredGrads(item, state.backward_ends, versions)
 
     def _backward_origin(self, labels: list[str], grads: list[torch.Tensor], pending: PendingStats | None,
                          mode: str, step: int) -> None:
@@ -122,10 +240,11 @@ class TensorCapture:
             return  # finite parameter gradients (or not known yet): nothing broke in this backward
         self.activations(labels, grads, mode, step, kind="activation_grad", origin_only=grads[0].is_cuda)
 
-    def before_optimizer_step(self, state: StepState, mode: str, step: int) -> None:
-        """Gradients (unless clipping took them), the snapshot for updates, the weights as used."""
-        if not state.grads_taken:
-            self.grads(state, mode, step)
+    def before_optimizer_step(self, state: StepState, mode: str, step: int,
+                              optimizer: torch.optim.Optimizer | None = None) -> None:
+        """Gradients (measured at the backward that ended the step), the snapshot for updates, the
+        weights as used."""
+        self.settle_grads(state, mode, step, optimizer)
         if self.distribution is not None and self.distribution.sharded:
             self.weights_now(state, mode, step)  # from the local shards; updates are not measured sharded
             return
@@ -154,6 +273,7 @@ class TensorCapture:
     def after_step(self, state: StepState, mode: str, step: int) -> None:
         """At probe.step(): updates, and weights when no optimizer stepped (eval) or when the fused
         CPU pass measures them from the snapshot."""
+        self._learn_backwards_per_step(state)
         if not state.optimizer_stepped or (self.distribution is not None and self.distribution.sharded):
             self.weights_now(state, mode, step)  # nothing changed them this step (eval, or no optimizer)
             return
@@ -186,7 +306,7 @@ class TensorCapture:
 
     def model_inputs(self, args: Any, kwargs: Any, mode: str, step: int) -> None:
         """Counts of the configured token ids among the model's input_ids (first integer tensor)."""
-        if not any(c.due(mode, step) for c in self.config.collections if c.kind == "input"):
+        if tracing() or not any(c.due(mode, step) for c in self.config.collections if c.kind == "input"):
             return
         ids = kwargs.get("input_ids")
         if ids is None:
@@ -221,3 +341,14 @@ class TensorCapture:
         result_rows[rows] = np.arange(len(rows))
         return Launched(selection.names, selection.names_arrow, result_rows, pending,
                         bool(gathered.present.any()), exchange)
+
+
+def _discard_item(item: StatsItem) -> None:
+    if item.pending is not None and item.exchange is None:
+        item.pending.discard()
+
+
+def _ddp_sync_signal(model: torch.nn.Module) -> bool | None:
+    """False inside DDP's no_sync() (a micro-batch whose gradients are not reduced), else None."""
+    sync = getattr(model, "require_backward_grad_sync", None)
+    return False if sync is False else None

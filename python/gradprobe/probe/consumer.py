@@ -14,6 +14,7 @@ than `max_wait_seconds` per stall, and memory never grows past the bound.
 from __future__ import annotations
 
 import dataclasses
+import math
 import queue
 import threading
 import time
@@ -28,8 +29,9 @@ import numpy as np
 import pyarrow as pa
 
 from ..records import InputRecord, Observer, PredictionRecord, ScalarRecord, StatsRecord
-from ..stats import COUNT_FIELDS, PendingStats, Stats
+from ..stats import COUNT_FIELDS, PendingStats, Stats, divided
 from ..store.schema import SCHEMAS, STAT_COLUMNS, compact_hist
+from .loss_scale import ScaleReading
 
 
 @dataclass
@@ -48,6 +50,8 @@ class StatsItem:
     origin_only: bool = False  # a NaN/Inf-origin measurement: kept only when some row is non-finite
     # Across ranks (probe/distributed.py): (stats, present, histogram) -> every rank's rows combined.
     exchange: Callable[[Stats, np.ndarray, bool], tuple[Stats, np.ndarray]] | None = None
+    # Gradients measured before a GradScaler unscaled them: their statistics are divided by this scale.
+    grad_scale: ScaleReading | None = None
 
 
 @dataclass
@@ -200,6 +204,9 @@ class Consumer:
                 return
             result = item.pending.result() if item.pending is not None and not discarded else None
             stats = expand(result, item.result_rows)
+            scale = item.grad_scale.value() if item.grad_scale is not None else 1.0
+            if scale != 1.0 and math.isfinite(scale) and scale > 0:
+                stats = divided(stats, scale)
             if item.origin_only and not (stats.nans + stats.infs).any():
                 return
             # No result (a dropped launch that must still take part in its exchange): nothing present.

@@ -28,7 +28,9 @@ from typing import Any
 
 import torch
 
+from ..user_hooks import OwnHook
 from .activations import call_label, first_tensor, select_modules
+from .tracing import tracing
 
 # (labels, tensors, origin_only): origin_only means "keep the rows only if one is non-finite".
 OnTensors = Callable[[list[str], list[torch.Tensor], bool], None]
@@ -50,9 +52,9 @@ class NonFiniteOrigin:
         self._grad_labels: list[str] = []
         self._grads: list[torch.Tensor] = []
         self._tracking = False
-        self._handles = [m.register_forward_hook(self._on_module) for _, m in modules]
-        self._handles.append(model.register_forward_pre_hook(self._on_root_start))
-        self._handles.append(model.register_forward_hook(self._on_root_end, always_call=True))
+        self._handles = [m.register_forward_hook(OwnHook(self._on_module)) for _, m in modules]
+        self._handles.append(model.register_forward_pre_hook(OwnHook(self._on_root_start)))
+        self._handles.append(model.register_forward_hook(OwnHook(self._on_root_end), always_call=True))
 
     def remove(self) -> None:
         for handle in self._handles:
@@ -74,7 +76,7 @@ class NonFiniteOrigin:
     def _on_root_start(self, module: torch.nn.Module, args: Any) -> None:
         self._clear_forward()
         self.release_backward()  # a new forward: the previous backward is over (or not the last micro-batch)
-        self._tracking = torch.is_grad_enabled() and not self._capture_armed()
+        self._tracking = torch.is_grad_enabled() and not self._capture_armed() and not tracing()
 
     def _on_module(self, module: torch.nn.Module, inputs: tuple, output: Any) -> None:
         if not self._tracking:

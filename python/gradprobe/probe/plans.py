@@ -39,6 +39,14 @@ class KindPlan:
     params: list[torch.nn.Parameter]
     trainable_only: bool
     _cache: dict[Due, Selection] = field(default_factory=dict, repr=False)
+    _all: TensorTable | None = field(default=None, repr=False)
+
+    @property
+    def all_params(self) -> TensorTable:
+        """Every parameter this kind can measure (for whole-model checks such as gradient versions)."""
+        if self._all is None:
+            self._all = TensorTable(self.params)
+        return self._all
 
     def due(self, mode: str, step: int) -> Due:
         return tuple(c.name for c in self.collections if c.due(mode, step))

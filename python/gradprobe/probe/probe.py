@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from .config import MODES, ProbeConfig, resolve_config
 from .consumer import Consumer, PredictionItem
 from .distributed import Distribution, RankInfo, resolve_mode
 from .hooks import ProbeHooks
+from .loss_scale import LossScale
 from .meta import ParameterGroups, model_facts
 from .scalars import scalar_item
 from .session import RunSession
@@ -97,6 +98,7 @@ class Probe:
                                   max_items=self.config.max_queued_items,
                                   max_wait_seconds=self.config.max_queue_wait_seconds)
         self._capture = TensorCapture(model, self.config, self._consumer, self._session.event)
+        self._capture.loss_scale = LossScale(self.scaler)
         if self.distributed != "off":
             self._capture.distribution = Distribution(self.distributed, self.rank, self.world_size)
         self._watch.give_facts(model_facts(model, self._capture.plans.groups))
@@ -108,7 +110,7 @@ class Probe:
                                  overhead=lambda: self._state.overhead)
         hooked = self.optimizers if self._optimizer_hooks else []
         self._hooks = ProbeHooks(model, hooked, self.config, before_optimizer_step=self._before_optimizer_step,
-                                 before_clipping=self._before_clipping, on_registration=self._capture.on_registration,
+                                 on_backward_end=self._on_backward_end, on_registration=self._capture.on_registration,
                                  on_activations=self._on_activations, on_model_inputs=self._on_model_inputs,
                                  on_nonfinite_forward=self._on_nonfinite_forward)
         if self._hooks.nonfinite_origin is not None:
@@ -165,9 +167,10 @@ class Probe:
             if not state.optimizer_stepped:
                 self._model_changed(self._capture.refresh_if_stale())  # never between snapshot and update
             if mode == "train" and not state.grads_taken:
-                self._capture.grads(state, mode, step, require_present=True)
+                self._capture.settle_grads(state, mode, step, None, require_present=True)
             self._capture.after_step(state, mode, step)
-            item = scalar_item(mode, step, loss, losses, metrics, self.optimizers, self.scaler, self._bad_scalar)
+            item = scalar_item(mode, step, loss, losses, metrics, self.optimizers,
+                               self.scaler or self._capture.loss_scale.scaler, self._bad_scalar)
             item.values["gradprobe/overhead_ms"] = (state.overhead + time.perf_counter() - started) * 1e3
             self._consumer.put(item)
         except Exception as error:  # recording must never break training
@@ -184,10 +187,23 @@ class Probe:
         if reason is not None:
             self.stop(reason)
 
-    def gradients_ready(self) -> None:
-        """This step's gradients are complete (accumulated) and not yet clipped or applied: takes them,
-        the snapshot for updates and the weights now. For frameworks without a usable optimizer hook."""
-        self._before_optimizer_step(None, (), {})
+    def gradients_ready(self, optimizer: torch.optim.Optimizer | None = None) -> None:
+        """The optimizer is about to step: this step's gradients (measured where their backward
+        completed them), the snapshot for updates and the weights are taken now. For frameworks
+        without a usable optimizer hook (the optimizer, when given, tells a fused GradScaler's scale)."""
+        self._before_optimizer_step(optimizer, (), {})
+
+    def set_step_end_signal(self, signal: Callable[[], bool | None]) -> None:
+        """For integrations: `signal()` says, while a backward ends, whether that backward ends the
+        optimizer step (True), is a micro-batch of accumulation (False), or is unknown (None)."""
+        self._capture.final_backward_signal = signal
+
+    def watch_backward(self, tensor: torch.Tensor) -> None:
+        """Marks `tensor` (a loss about to be backpropagated) as leading to this model's gradients:
+        the end of its backward is where they are measured. The model's outputs are watched already;
+        this is for losses of forwards the probe did not see (it was attached after them)."""
+        if not self._closed:
+            self._hooks.completion.watch(tensor)
 
     def log(self, loss: Any = None, losses: Mapping[str, Any] | None = None,
             metrics: Mapping[str, Any] | None = None, *, step: int, mode: str = "train") -> None:
@@ -249,6 +265,8 @@ class Probe:
                                  "reason": f"close() waited {timeout:g} s for the consumer thread"})
             self._session.writer.truncated = True
         self._watch.close(timeout)
+        if self._capture.gradient_capture_notes:
+            self._session.note("gradient_capture", self._capture.gradient_capture_notes)
         status = "failed" if error is not None else ("stopped" if self._should_stop else "completed")
         self._session.close(status, self._steps, error, self._consumer.dropped, timeout)
 
@@ -273,12 +291,12 @@ class Probe:
             self._state.optimizer_stepped = True
             with self._hook("optimizer step hook"):
                 self._model_changed(self._capture.refresh_if_stale())
-                self._capture.before_optimizer_step(self._state, self._mode, self._steps[self._mode])
+                self._capture.before_optimizer_step(self._state, self._mode, self._steps[self._mode], optimizer)
 
-    def _before_clipping(self, parameters: Any) -> None:
-        if not self._state.grads_taken and not self._closed and self._mode == "train":
-            with self._hook("clip hook"):
-                self._capture.grads(self._state, self._mode, self._steps[self._mode])
+    def _on_backward_end(self) -> None:
+        if not self._closed:
+            with self._hook("backward end"):
+                self._capture.on_backward_end(self._state, self._mode, self._steps[self._mode])
 
     def _on_activations(self, labels: list[str], tensors: list[torch.Tensor]) -> None:
         with self._hook("activation capture"):

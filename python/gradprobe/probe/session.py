@@ -59,6 +59,11 @@ class RunSession:
     def event(self, record: Mapping[str, Any]) -> None:
         self.writer.event(record)
 
+    def note(self, key: str, value: Any) -> None:
+        """A fact about how the run was recorded, kept in meta.json (rank 0)."""
+        if self.rank == 0:
+            update_meta(self.out_dir, **{key: value})
+
     def model_changed(self, groups: ParameterGroups, step: int) -> None:
         self.event({"type": "model_changed", "step": step, "parameters": len(groups)})
         if self.rank == 0:

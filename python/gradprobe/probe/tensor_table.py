@@ -98,6 +98,13 @@ class TensorTable:
                       self._devices[rows], "torch", objs, None)
         return Gathered(table, rows, present, changed, status[rows] == IN_PLACE, skipped, self._keys[rows])
 
+    def versions(self, attr: AttrPath) -> np.ndarray:
+        """Each row's (version counter, data pointer), shape (n, 2); (-1, 0) where there is no tensor.
+        Equal arrays at two moments mean no row was replaced or changed in place in between."""
+        versions, ptrs = np.empty(len(self.params), np.int64), np.empty(len(self.params), np.int64)
+        _core.tensor_versions(self.params, attr, versions, ptrs)
+        return np.stack([versions, ptrs], axis=1)
+
     def _copy(self, row: int, attr: AttrPath) -> torch.Tensor:
         tensor = self.params[row]
         for name in (() if attr is None else (attr,) if isinstance(attr, str) else attr):

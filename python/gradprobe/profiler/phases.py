@@ -28,6 +28,7 @@ import torch
 
 from ..records import PhaseRecord
 from ..store.schema import PHASE_COLUMNS
+from ..user_hooks import OwnHook
 
 FORWARD, BACKWARD, OPTIMIZER, OTHER = "forward", "backward", "optimizer", "other"
 _SLOT = {name: i for i, name in enumerate(PHASE_COLUMNS)}
@@ -93,11 +94,11 @@ class StepTimer:
         self._overhead = overhead
         self._clock: DeviceClock | None = DeviceClock(device) if device is not None and device.type == "cuda" else None
         self._pending: deque[tuple[int, PhaseRecord]] = deque()
-        self._handles: list[Any] = [model.register_forward_pre_hook(self._forward_begins),
-                                    model.register_forward_hook(self._forward_ends)]
+        self._handles: list[Any] = [model.register_forward_pre_hook(OwnHook(self._forward_begins)),
+                                    model.register_forward_hook(OwnHook(self._forward_ends))]
         for optimizer in optimizers:
-            self._handles.append(optimizer.register_step_pre_hook(self._optimizer_begins))
-            self._handles.append(optimizer.register_step_post_hook(self._optimizer_ends))
+            self._handles.append(optimizer.register_step_pre_hook(OwnHook(self._optimizer_begins)))
+            self._handles.append(optimizer.register_step_post_hook(OwnHook(self._optimizer_ends)))
         self._depth = 0
         self._step_start_wall: float | None = None
         self._step_start: float | None = None

@@ -4,11 +4,11 @@ from ._layout import COUNT_FIELDS, FIELDS, HIST_BINS, HIST_EXP_MAX, HIST_EXP_MIN
 from .api import backends, diff_stats, diff_stats_async, tensor_stats, tensor_stats_async, unavailable_backends
 from .computer import PendingStats, StatsComputer
 from .inputs import InputError
-from .result import Stats, merge
+from .result import Stats, divided, merge
 
 __all__ = [
     "COUNT_FIELDS", "FIELDS", "HIST_BINS", "HIST_EXP_MAX", "HIST_EXP_MIN", "InputError", "PendingStats", "Stats",
     "StatsComputer",
-    "backends", "diff_stats", "diff_stats_async", "hist_edges", "merge", "tensor_stats", "tensor_stats_async",
+    "backends", "diff_stats", "diff_stats_async", "divided", "hist_edges", "merge", "tensor_stats", "tensor_stats_async",
     "unavailable_backends",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -105,3 +106,32 @@ def merge(a: Stats, b: Stats) -> Stats:
         infs=a.infs + b.infs,
         hist=hist,
     )
+
+
+def divided(stats: Stats, scale: float) -> Stats:
+    """The statistics of x / scale from those of x: what a GradScaler's unscale gives.
+
+    Exact for a power-of-two scale (GradScaler's default growth and backoff keep it one): every value
+    keeps its mantissa, so each histogram bin moves by log2(scale) bins. The histogram is dropped
+    (None) when it cannot be moved exactly: a scale that is not a power of two, or counts in an
+    open end bin (below 2^HIST_EXP_MIN or at and above 2^HIST_EXP_MAX) that the shift would split.
+    """
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"divided: the scale must be positive and finite, not {scale!r}")
+    if scale == 1.0:
+        return stats
+    hist = None
+    mantissa, exponent = math.frexp(scale)
+    if stats.hist is not None and mantissa == 0.5:
+        shift = exponent - 1  # scale == 2**shift: bin j holds what bin j + shift held
+        top = stats.hist.shape[1] - 1
+        below, above = stats.hist[:, 0], stats.hist[:, top]
+        if not ((shift < 0 and below.any()) or (shift > 0 and above.any())):
+            hist = np.zeros_like(stats.hist)
+            targets = np.clip(np.arange(1, top) - shift, 0, top)
+            np.add.at(hist.T, targets, stats.hist[:, 1:top].T)
+            hist[:, 0] += below
+            hist[:, top] += above
+    return Stats(numel=stats.numel, finite=stats.finite, l2=stats.l2 / scale, l1=stats.l1 / scale,
+                 min=stats.min / scale, max=stats.max / scale, mean=stats.mean / scale, std=stats.std / scale,
+                 zeros=stats.zeros, nans=stats.nans, infs=stats.infs, hist=hist)

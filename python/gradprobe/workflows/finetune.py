@@ -146,7 +146,7 @@ def run_finetune(config: FinetuneConfig, log: Callable[[str], None] = print, sho
     train = splits.train[:32] if injected is not None and injected.name == "overfit" else splits.train  # memorise
     tokenizer = AutoTokenizer.from_pretrained(path)
     overfit = injected is not None and injected.name == "overfit"
-    dropout = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0} if overfit else {}
+    dropout: dict[str, Any] = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0} if overfit else {}
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=len(LABELS), **dropout).to(device)
     _freeze(model, config.freeze_layers)
     handles = alter_model(injected, model) if injected else []
