@@ -60,6 +60,7 @@ def test_accelerate_records_accumulated_unclipped_gradients(tmp_path, accelerato
     run = gradprobe.open_run(tmp_path / "run")
     grads = run.stats("grad")
     assert steps == 3 and sorted(grads["step"].unique()) == [0, 1, 2]  # micro-batches did not end steps
+    assert len(oracle.steps) == 3
     for step, expected in enumerate(oracle.steps):
         at = grads[grads["step"] == step].set_index("tensor")["l2"]
         names = sorted(expected)
