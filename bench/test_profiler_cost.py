@@ -97,18 +97,16 @@ def test_step_timer_bookkeeping_per_step(benchmark):
     optimizer in and out, one loader wait) and the step end that builds its PhaseRecord."""
     from gradprobe.profiler.phases import StepTimer
 
-    model = torch.nn.Linear(2, 1)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
-    timer = StepTimer(model, [optimizer], "node", 0, overhead=lambda: 0.0)
+    timer = StepTimer("node", 0, overhead=lambda: 0.0)
     step = [0]
 
     def one_step() -> None:
         now = time.perf_counter()
         timer.data_wait(now, now)
-        timer._forward_begins(model, ())
-        timer._forward_ends(model, (), None)
-        timer._optimizer_begins(optimizer, (), {})
-        timer._optimizer_ends(optimizer, (), {})
+        timer.forward_begins()
+        timer.forward_ends()
+        timer.optimizer_begins()
+        timer.optimizer_ends()
         timer.end_step(step[0], "train", 0.0)
         timer.ready.clear()
         step[0] += 1

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "capture_set.hpp"
 #include "cpu/cpu_dispatch.hpp"
 #include "cpu/stats_cpu.hpp"
 #include "post_step_args.hpp"
@@ -89,7 +90,10 @@ PYBIND11_MODULE(_core, m) {
         "key and status (GATHER_STATUS); returns how many were None.");
   m.def("tensor_versions", &gp::bind::tensor_versions, py::arg("objects"), py::arg("attr"), py::arg("versions"),
         py::arg("ptrs"), "Each tensor's version counter and data pointer (-1 and 0 for None).");
+  m.def("install_fast_gather", &gp::bind::install_fast_gather, py::arg("capsule"),
+        "Installs the libtorch metadata reader (gradprobe.torch_bridge), or removes it with None.");
   gp::bind::register_gather_constants(m);
+  gp::bind::register_capture_set(m);
   m.def("has_avx512", &gp::cpu::has_avx512, "Whether this CPU has AVX-512 F/BW/DQ/VL.");
   m.def("cpu_path", &gp::cpu::cpu_target,
         "The CPU pass's SIMD target now: exact (per-element float64 reference), sse2, sse4, avx2, avx512,\n"

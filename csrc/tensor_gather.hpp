@@ -24,76 +24,50 @@
 #include <vector>
 
 #include "../kernels/stats_math.hpp"
+#include "tensor_layout.hpp"
 
 namespace gp::bind {
 
 namespace py = pybind11;
 
-// Row status (exported to Python by register_gather_constants).
-enum GatherStatus : int {
-  kGatherMissing = -1,     // the object (or its attribute) is None
-  kGatherInPlace = 0,      // dense, inside its storage: read numel elements from the pointer
-  kGatherNeedsCopy = 1,    // strided but not dense (slice with steps, expanded, overlapping): copy first
-  kGatherOutside = 2,      // the strides reach outside the storage: never read
-  kGatherUnsupported = 3,  // no readable strided data (sparse, meta, freed storage) or an unsupported dtype
-};
+using namespace gp::layout;
 
-// The elements the strides span (max offset + 1), and whether they are dense and non-overlapping.
-struct Extent {
-  i64 span = 0;
-  bool dense = false;
-  bool negative = false;
-};
-
-inline Extent layout_extent(const std::vector<std::pair<i64, i64>>& dims) {  // (stride, size) pairs
-  Extent e;
-  i64 numel = 1;
-  for (auto [stride, size] : dims) numel *= size;
-  if (numel == 0) {
-    e.dense = true;
-    return e;
-  }
-  std::vector<std::pair<i64, i64>> sorted;
-  for (auto [stride, size] : dims) {
-    if (stride < 0) e.negative = true;
-    if (size != 1) sorted.emplace_back(stride, size);
-    if (size > 1) e.span += (stride < 0 ? -stride : stride) * (size - 1);
-  }
-  e.span += 1;
-  std::sort(sorted.begin(), sorted.end());
-  i64 expected = 1;
-  e.dense = !e.negative;
-  for (auto [stride, size] : sorted) {
-    if (stride != expected) e.dense = false;
-    expected *= size;
-  }
-  return e;
+// Installed by gradprobe.torch_bridge when a libtorch reader built against the running torch exists.
+inline FastGather& fast_gather() {
+  static FastGather reader = nullptr;
+  return reader;
 }
 
-inline u64 mix_key(u64 h, i64 v) {
-  h ^= static_cast<u64>(v) + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
-  return h;
+// The attribute as the fast reader knows it (the object, or its .grad), or -1 for other paths.
+inline int fast_attr(const py::object& attr) {
+  if (attr.is_none()) return kAttrSelf;
+  if (py::isinstance<py::str>(attr) && attr.cast<std::string>() == "grad") return kAttrGrad;
+  return -1;
 }
-
-inline int dtype_bytes(int code) { return code == kF64 ? 8 : (code == kF32 ? 4 : 2); }
 
 // For each object (or its attribute `attr`, e.g. "grad", or a path of attributes as a tuple, e.g.
 // ("grad", "_local_tensor") for an FSDP shard; None anywhere on the path means missing): data pointer (0 when None), element
 // count, dtype code (from `codes`, keyed by dtype object; -1 when unsupported), device (-1 for CPU,
 // else the CUDA index), layout key (dtype, shape, strides) and status (above). Rows whose pointer and key are those already
 // in the arrays keep their status. Returns how many were None.
-inline i64 gather_tensors(py::list objects, py::object attr, py::dict codes, py::array_t<i64> ptrs,
-                          py::array_t<i64> numels, py::array_t<int> dtypes, py::array_t<int> devices,
-                          py::array_t<i64> keys, py::array_t<int> status) {
+// The same into raw arrays of len(objects) entries each (rows.versions is not filled), through the
+// libtorch reader when installed and `attr` is None or "grad", else through the CPython API.
+inline i64 gather_rows(py::list objects, py::object attr, py::dict codes, const GatherRows& rows) {
   const py::ssize_t n = static_cast<py::ssize_t>(py::len(objects));
-  for (py::ssize_t size : {ptrs.size(), numels.size(), dtypes.size(), devices.size(), keys.size(), status.size()})
-    if (size != n) throw py::value_error("gather: output arrays must have one entry per object");
-  auto p = ptrs.mutable_unchecked<1>();
-  auto e = numels.mutable_unchecked<1>();
-  auto d = dtypes.mutable_unchecked<1>();
-  auto dev = devices.mutable_unchecked<1>();
-  auto k = keys.mutable_unchecked<1>();
-  auto st = status.mutable_unchecked<1>();
+  if (FastGather reader = fast_gather(); reader != nullptr && fast_attr(attr) >= 0) {
+    GatherRows fast = rows;
+    fast.versions = nullptr;
+    i64 missing = 0;
+    const int done = reader(objects.ptr(), fast_attr(attr), &fast, 0, &missing);
+    if (done < 0) throw py::error_already_set();
+    if (done == 1) return missing;
+  }
+  auto p = [&](py::ssize_t i) -> i64& { return rows.ptrs[i]; };
+  auto e = [&](py::ssize_t i) -> i64& { return rows.numels[i]; };
+  auto d = [&](py::ssize_t i) -> int& { return rows.dtypes[i]; };
+  auto dev = [&](py::ssize_t i) -> int& { return rows.devices[i]; };
+  auto k = [&](py::ssize_t i) -> i64& { return rows.keys[i]; };
+  auto st = [&](py::ssize_t i) -> int& { return rows.status[i]; };
   // Raw C API with interned names: pybind's attr()/cast() wrappers cost more than the calls.
   static PyObject* name_data_ptr = PyUnicode_InternFromString("data_ptr");
   static PyObject* name_numel = PyUnicode_InternFromString("numel");
@@ -164,14 +138,12 @@ inline i64 gather_tensors(py::list objects, py::object attr, py::dict codes, py:
     const py::ssize_t ndim = PyTuple_GET_SIZE(strides.ptr());
     if (PyTuple_GET_SIZE(shape.ptr()) != ndim) throw py::value_error("gather: shape and strides differ in length");
     dims.clear();
-    u64 key = mix_key(0x51ed270b27a1c3d5ULL, d(i));
     for (py::ssize_t j = 0; j < ndim; ++j) {
       const i64 size = PyLong_AsLongLong(PyTuple_GET_ITEM(shape.ptr(), j));
       const i64 stride = PyLong_AsLongLong(PyTuple_GET_ITEM(strides.ptr(), j));
       dims.emplace_back(stride, size);
-      key = mix_key(mix_key(key, size), stride);
     }
-    k(i) = static_cast<i64>(mix_key(key, ndim));
+    k(i) = layout_key(d(i), dims);
     if (p(i) == old_ptr && k(i) == old_key && old_status >= kGatherInPlace) {
       st(i) = old_status;  // same pointer, same layout: validated before
 #ifdef GRADPROBE_BOUNDS_CHECKS
@@ -185,7 +157,6 @@ inline i64 gather_tensors(py::list objects, py::object attr, py::dict codes, py:
 #endif
       continue;
     }
-    const Extent extent = layout_extent(dims);
     if (e(i) == 0) {
       st(i) = kGatherInPlace;
       continue;
@@ -198,9 +169,7 @@ inline i64 gather_tensors(py::list objects, py::object attr, py::dict codes, py:
     py::object storage = call(tensor.ptr(), name_untyped_storage);
     const i64 nbytes = PyLong_AsLongLong(call(storage.ptr(), name_nbytes).ptr());
     const i64 item_bytes = dtype_bytes(d(i));
-    // Torch's strides are non-negative; a negative one (never seen from torch) is refused.
-    const bool inside = !extent.negative && offset >= 0 && (offset + extent.span) * item_bytes <= nbytes;
-    st(i) = !inside ? kGatherOutside : (extent.dense ? kGatherInPlace : kGatherNeedsCopy);
+    st(i) = read_status(dims, d(i), offset, nbytes);
 #ifdef GRADPROBE_BOUNDS_CHECKS
     if (st(i) == kGatherInPlace) {  // what the kernels will read: numel elements from the pointer
       const i64 base = PyLong_AsLongLong(call(storage.ptr(), name_data_ptr).ptr());
@@ -212,6 +181,17 @@ inline i64 gather_tensors(py::list objects, py::object attr, py::dict codes, py:
   return missing;
 }
 
+inline i64 gather_tensors(py::list objects, py::object attr, py::dict codes, py::array_t<i64> ptrs,
+                          py::array_t<i64> numels, py::array_t<int> dtypes, py::array_t<int> devices,
+                          py::array_t<i64> keys, py::array_t<int> status) {
+  const py::ssize_t n = static_cast<py::ssize_t>(py::len(objects));
+  for (py::ssize_t size : {ptrs.size(), numels.size(), dtypes.size(), devices.size(), keys.size(), status.size()})
+    if (size != n) throw py::value_error("gather: output arrays must have one entry per object");
+  const GatherRows rows{ptrs.mutable_data(), numels.mutable_data(), dtypes.mutable_data(), devices.mutable_data(),
+                        keys.mutable_data(), status.mutable_data(), nullptr};
+  return gather_rows(objects, attr, codes, rows);
+}
+
 // For each object (or its attribute path `attr`, as in gather_tensors): the tensor's version counter
 // (`_version`, bumped by every in-place change) and data pointer, or -1 and 0 when it is None. Lets the
 // probe tell, at an optimizer step, whether gradients changed since the backward that completed them.
@@ -219,6 +199,13 @@ inline void tensor_versions(py::list objects, py::object attr, py::array_t<i64> 
   const py::ssize_t n = static_cast<py::ssize_t>(py::len(objects));
   if (versions.size() != n || ptrs.size() != n)
     throw py::value_error("tensor_versions: output arrays must have one entry per object");
+  if (FastGather reader = fast_gather(); reader != nullptr && fast_attr(attr) >= 0) {
+    GatherRows rows{ptrs.mutable_data(), nullptr, nullptr, nullptr, nullptr, nullptr, versions.mutable_data()};
+    i64 missing = 0;
+    const int done = reader(objects.ptr(), fast_attr(attr), &rows, 1, &missing);
+    if (done < 0) throw py::error_already_set();
+    if (done == 1) return;
+  }
   auto v = versions.mutable_unchecked<1>();
   auto p = ptrs.mutable_unchecked<1>();
   static PyObject* name_version = PyUnicode_InternFromString("_version");
@@ -253,6 +240,18 @@ inline void tensor_versions(py::list objects, py::object attr, py::array_t<i64> 
     p(i) = PyLong_AsLongLong(raw_ptr);
     Py_DECREF(raw_ptr);
   }
+}
+
+// Installs (or, with None, removes) the libtorch reader: a PyCapsule named
+// "gradprobe.torch_bridge.FastGather" holding a FastGather.
+inline void install_fast_gather(py::object capsule) {
+  if (capsule.is_none()) {
+    fast_gather() = nullptr;
+    return;
+  }
+  void* reader = PyCapsule_GetPointer(capsule.ptr(), "gradprobe.torch_bridge.FastGather");
+  if (reader == nullptr) throw py::error_already_set();
+  fast_gather() = reinterpret_cast<FastGather>(reader);
 }
 
 inline void register_gather_constants(py::module_& m) {

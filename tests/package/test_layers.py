@@ -35,6 +35,7 @@ OPTIONAL_FRAMEWORKS = {
 ALLOWED = {
     "_core": set(),
     "user_hooks": set(),
+    "torch_bridge": {"_core"},
     "_version": {"_core"},
     "redact": set(),
     "stats": {"_core", "_cuda"},
@@ -46,7 +47,7 @@ ALLOWED = {
     "export": {"store", "stats", "records"},
     "profiler": {"metrics", "records", "rules", "actions", "store", "stats", "user_hooks"},
     "probe": {"_core", "_version", "stats", "records", "rules", "actions", "store", "profiler", "metrics",
-              "user_hooks"},
+              "user_hooks", "torch_bridge"},
     "report": {"store", "rules", "records", "stats", "metrics"},
 }
 

@@ -8,6 +8,7 @@ import torch
 
 from gradprobe import Probe, ProbeConfig, StatsComputer, open_run
 from gradprobe.probe.config import builtin_collections
+from gradprobe.probe.tensor_table import TensorTable
 from gradprobe.stats.backends import ResultsRingFull
 from gradprobe.store import RunWriter
 
@@ -123,6 +124,8 @@ def test_a_full_results_ring_drops_that_launch_with_a_count(tmp_path, monkeypatc
         return original(self, table, histogram=histogram, backend=backend)
 
     monkeypatch.setattr(StatsComputer, "launch_table", every_third_launch_finds_the_ring_full)
+    # The CPU's one-call path has no results ring: take the table path, as a GPU does.
+    monkeypatch.setattr(TensorTable, "measure_cpu", lambda self, attr, histogram, threads: None)
     model = TinyMLP()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     config = ProbeConfig(collections=builtin_collections("minimal")[:1])

@@ -228,6 +228,9 @@ def train(kit: Kit, plan: Plan, out_dir: Path) -> Outcome:
                 for group in optimizer.param_groups:
                     group["lr"] = plan.lr_from[1]
             x, y = kit.batch(step % plan.train_batches if plan.train_batches else step)
+            for module in model.modules():  # planted faults that break at a given step (tick(step))
+                if hasattr(module, "tick"):
+                    module.tick(step)
             model.train()
             output = kit.forward(model, x)
             loss = kit.loss(output, y)
@@ -312,16 +315,19 @@ def _memoriser(kind: str) -> Kit:
 
 
 class PoisonedForward(torch.nn.Module):
-    """Wraps a block; its forward output turns to NaN on one training step."""
+    """Wraps a block; its forward output turns to NaN on one training step (as a bad batch would: a
+    function of the step the loop is on, so a replay of that step breaks the same way)."""
 
     def __init__(self, inner: torch.nn.Module, at_call: int) -> None:
         super().__init__()
-        self.inner, self.at_call, self.calls = inner, at_call, 0
+        self.inner, self.at_call, self.armed = inner, at_call, False
+
+    def tick(self, step: int) -> None:
+        self.armed = step == self.at_call
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.inner(x)
-        self.calls += 1
-        return out * float("nan") if self.calls == self.at_call + 1 else out
+        return out * float("nan") if self.armed else out
 
 
 class SqrtAtZero(torch.nn.Module):
@@ -330,11 +336,13 @@ class SqrtAtZero(torch.nn.Module):
 
     def __init__(self, from_call: int) -> None:
         super().__init__()
-        self.from_call, self.calls = from_call, 0
+        self.from_call, self.armed = from_call, False
+
+    def tick(self, step: int) -> None:
+        self.armed = step >= self.from_call
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.calls += 1
-        if self.calls > self.from_call:
+        if self.armed:
             return torch.sqrt(x * 0.0)  # exact zeros: d sqrt(x)/dx = Inf there
         return torch.sqrt(x.abs() + 1e-6)
 

@@ -58,17 +58,19 @@ def select_modules(model: torch.nn.Module, selects: Callable[[str], bool],
 
 
 class ActivationCapture:
-    def __init__(self, model: torch.nn.Module, modules: list[tuple[str, torch.nn.Module]],
+    """Forward hooks on the selected modules for one forward of a due step. Each hook only keeps
+    (module, inputs, output); labels and tensors are worked out once, when the model's forward ends
+    (the probe's root hook calls `forward_ended`)."""
+
+    def __init__(self, modules: list[tuple[str, torch.nn.Module]],
                  on_forward: Callable[[list[str], list[torch.Tensor]], None]) -> None:
-        self._model = model
         self._modules = modules
         self._names = {id(m): n for n, m in modules}
         self._is_activation = {id(m): type(m).__name__ in ACTIVATION_TYPES for _, m in modules}
         self._on_forward = on_forward
         self._handles: list[Any] = []
-        self._names_seen: dict[str, int] = {}
-        self._labels: list[str] = []
-        self._tensors: list[torch.Tensor] = []
+        self._seen: list[tuple[torch.nn.Module, Any, Any]] = []
+        self._hook = OwnHook(self._keep)
 
     @property
     def armed(self) -> bool:
@@ -77,34 +79,37 @@ class ActivationCapture:
     def arm(self) -> None:
         if self._handles or not self._modules:
             return
-        for _, module in self._modules:
-            self._handles.append(module.register_forward_hook(OwnHook(self._on_module)))
-        self._handles.append(self._model.register_forward_hook(OwnHook(self._on_root), always_call=True))
+        self._handles = [module.register_forward_hook(self._hook) for _, module in self._modules]
 
     def disarm(self) -> None:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
-        self._labels, self._tensors, self._names_seen = [], [], {}
+        self._seen = []
 
-    def _on_module(self, module: torch.nn.Module, inputs: tuple, output: Any) -> None:
-        if tracing():
-            return
-        label = call_label(self._names_seen, self._names[id(module)])
-        out = first_tensor(output)
-        if out is not None and out.is_floating_point():
-            self._labels.append(label)
-            self._tensors.append(out.detach())
-        if self._is_activation[id(module)]:
-            x = first_tensor(inputs)
-            if x is not None and x.is_floating_point():
-                self._labels.append(f"{label}:input")
-                self._tensors.append(x.detach())
+    def _keep(self, module: torch.nn.Module, inputs: tuple, output: Any) -> None:
+        self._seen.append((module, inputs, output))
 
-    def _on_root(self, module: torch.nn.Module, inputs: tuple, output: Any) -> None:
-        if tracing():
-            return  # an export or compile trace: the real forward comes later
-        labels, tensors = self._labels, self._tensors
-        self.disarm()  # one forward per due step
+    def forward_ended(self) -> None:
+        """The model's forward returned: one fused measurement of what the hooks kept; then the hooks
+        go (one forward per due step)."""
+        seen = self._seen
+        self.disarm()
+        if tracing() or not seen:
+            return  # an export or compile trace: its tensors are fake
+        labels: list[str] = []
+        tensors: list[torch.Tensor] = []
+        calls: dict[str, int] = {}
+        for module, inputs, output in seen:
+            label = call_label(calls, self._names[id(module)])
+            out = first_tensor(output)
+            if out is not None and out.is_floating_point():
+                labels.append(label)
+                tensors.append(out.detach())
+            if self._is_activation[id(module)]:
+                x = first_tensor(inputs)
+                if x is not None and x.is_floating_point():
+                    labels.append(f"{label}:input")
+                    tensors.append(x.detach())
         if tensors:
             self._on_forward(labels, tensors)

@@ -33,6 +33,7 @@ from .loss_scale import LossScale
 from .meta import ParameterGroups
 from .plans import CapturePlans, Due, KindPlan
 from .post_step import PostStepPass
+from .tensor_table import TensorTable
 from .tracing import tracing
 
 
@@ -92,10 +93,10 @@ class TensorCapture:
         self.distribution: Distribution | None = None  # set by the probe under torch.distributed
         self.stale = False  # a parameter or module was added, or a layout moved: rebuild before the next capture
         self._activation_histogram = any(c.histogram for c in config.collections if c.kind == "activation")
-        # The gradients kept for the backward NaN/Inf origin, and how to forget them (set by the probe's hooks).
-        self.backward_origin: Callable[[], tuple[list[str], list[torch.Tensor]]] = lambda: ([], [])
-        self.release_backward: Callable[[], None] = lambda: None
         self.loss_scale = LossScale()
+        # Whose gradients' version counters tell whether gradients changed in place after their backward
+        # (a clip or an unscale changes every one); set to the sentinel parameters by the probe.
+        self.version_watch = TensorTable([])
         # Whether the backward now ending ends the step (True/False), or None when unknown: set by
         # integrations from their framework (accelerate's sync_gradients); DDP's no_sync is seen here.
         self.final_backward_signal: Callable[[], bool | None] | None = None
@@ -121,17 +122,18 @@ class TensorCapture:
             self.stale = True
 
     # -- gradients ------------------------------------------------------------------------------
-    def on_backward_end(self, state: StepState, mode: str, step: int) -> None:
+    def on_backward_end(self, state: StepState, mode: str, step: int) -> PendingStats | None:
         """A backward through the model finished: its gradients are complete and not yet changed.
         Measured now when this backward ends the step (or that is not known); else only their versions
-        are kept, to tell at the optimizer step whether they changed since."""
+        are kept, to tell at the optimizer step whether they changed since. Returns the measurement."""
         state.backward_ends += 1
         if mode != "train" or state.grads_taken or not self.plans.grad.due(mode, step):
-            return
+            return None
         if self._ends_step(state):
             self._measure_grads(state, mode, step, at_backward=True)
-        else:
-            state.versions_at_end = self.plans.grad.all_params.versions("grad")
+            return state.measured.item.pending if state.measured is not None else None
+        state.versions_at_end = self.version_watch.versions("grad")
+        return None
 
     def _ends_step(self, state: StepState) -> bool:
         signal = self.final_backward_signal() if self.final_backward_signal is not None else None
@@ -191,7 +193,7 @@ class TensorCapture:
             self._previous_backwards = count
 
     def _changed_since(self, versions: np.ndarray) -> bool:
-        return not np.array_equal(versions, self.plans.grad.all_params.versions("grad"))
+        return not np.array_equal(versions, self.version_watch.versions("grad"))
 
     def _say_once(self, what: str, step: int, message: str) -> None:
         if what in self._said:
@@ -203,12 +205,9 @@ class TensorCapture:
 
     def _measure_grads(self, state: StepState, mode: str, step: int, at_backward: bool,
                        require_present: bool = False) -> None:
-        kept_labels, kept_grads = self.backward_origin()
-        if kept_grads and kept_grads[0].is_cuda:
-            self.release_backward()  # the launch below is stream-ordered: the caching allocator may reuse them
         due = self.plans.grad.due(mode, step)
         # Versions first: they must describe the gradients as the pass reads them.
-        versions = (self.plans.grad.all_params.versions("grad")
+        versions = (self.version_watch.versions("grad")
                     if at_backward and (self.loss_scale.scaler is None and not self.loss_scale.searched) else None)
         # At a backward end the gradients still carry the loss scale; at the optimizer step a GradScaler
         # has unscaled them already (or left them to a fused optimizer: loss_scale.at_optimizer_step).
@@ -219,26 +218,12 @@ class TensorCapture:
             return
         if require_present and not launched.any_present:
             return  # no gradients at probe.step(): nothing happened this step
-        if kept_grads:
-            self._backward_origin(kept_labels, kept_grads, launched.pending, mode, step)
         if state.measured is not None:
             _discard_item(state.measured.item)
         item = StatsItem(step, mode, "grad", launched.names, launched.names_arrow, launched.result_rows,
                          launched.pending, histogram=self.plans.grad.histogram(due), exchange=launched.exchange,
                          grad_scale=scale)
         state.measured = MeasuredGrads(item, state.backward_ends, versions)
-
-    def _backward_origin(self, labels: list[str], grads: list[torch.Tensor], pending: PendingStats | None,
-                         mode: str, step: int) -> None:
-        """The kept gradients of parameterless modules' outputs and inputs (nonfinite_origin.py),
-        enqueued before the parameter gradients so that the rules see where the backward broke
-        first. On the CPU the parameter gradients are already measured: the kept ones are measured
-        only when those hold NaN/Inf. On a GPU they are always launched and kept only if non-finite."""
-        if pending is None:
-            return
-        if not grads[0].is_cuda and not pending.any_nonfinite():
-            return  # finite parameter gradients (or not known yet): nothing broke in this backward
-        self.activations(labels, grads, mode, step, kind="activation_grad", origin_only=grads[0].is_cuda)
 
     def before_optimizer_step(self, state: StepState, mode: str, step: int,
                               optimizer: torch.optim.Optimizer | None = None) -> None:
@@ -283,17 +268,19 @@ class TensorCapture:
         self.stale |= layout_changed  # shapes moved under us (e.g. param.data replaced): rebuild next step
 
     def activations(self, labels: list[str], tensors: list[torch.Tensor], mode: str, step: int,
-                    kind: str = "activation", origin_only: bool = False) -> None:
+                    kind: str = "activation", origin_only: bool = False) -> PendingStats | None:
         """One fused launch over tensors kept by forward (or backward) hooks. origin_only: the
-        NaN/Inf origin's measurement, kept by the consumer only when some tensor is non-finite."""
+        NaN/Inf origin's measurement, kept by the consumer only when some tensor is non-finite.
+        Returns the measurement (None: dropped, the results ring was full)."""
         histogram = self._activation_histogram and not origin_only
         try:
             pending = self._computer.launch(tensors, None, histogram=histogram, backend=self.config.backend)
         except ResultsRingFull:
             self._consumer.dropped[f"{kind} (results ring full)"] += 1
-            return
+            return None
         self._consumer.put(StatsItem(step, mode, kind, labels, pa.array(labels, pa.string()),
                                      np.arange(len(labels)), pending, histogram=histogram, origin_only=origin_only))
+        return pending
 
     def launch(self, kind: str, table: Table, histogram: bool) -> PendingStats | None:
         """Launches one kind's table; None when the GPU's results ring is full (the step's
@@ -323,6 +310,14 @@ class TensorCapture:
 
     def _launch(self, plan: KindPlan, due: Due, attr: str | None) -> Launched:
         selection = plan.selection(due)
+        if self.distribution is None and self.plans.all_cpu and self.config.backend in (None, "cpu"):
+            fast = selection.table.measure_cpu(attr, plan.histogram(due), self.config.cpu_threads)
+            if fast is not None:  # one native call: every present row read in place
+                n = len(selection.names)
+                rows = np.arange(n)
+                result_rows = rows if fast.present.all() else np.where(fast.present, rows, -1)
+                return Launched(selection.names, selection.names_arrow, result_rows,
+                                self._computer.pending(n, fast, plan.histogram(due)), bool(fast.present.any()), None)
         distribution = self.distribution
         gathered = selection.table.gather(attr if distribution is None else distribution.attr(attr))
         if gathered.layout_changed:  # a resized or moved parameter: rebuild the tables next step

@@ -20,14 +20,15 @@ On a GPU the callback runs on the caller's current stream (autograd's final-call
 the statistics launched there are stream-ordered before any later change of the gradients: exact, and
 no host-device synchronisation. On the CPU the pass reads them at once.
 
-Limits: a backward that reaches neither the model's outputs nor a sentinel parameter is not seen; the probe then reads the gradients at the
-optimizer step and says so once (capture.py). Inside torch.compile / torch.export tracing nothing is
-hooked.
+Limits: a backward that reaches neither the model's outputs nor a sentinel parameter is not seen;
+the probe then reads the gradients at the optimizer step and says so once (capture.py). Inside
+torch.compile / torch.export tracing nothing is hooked.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import torch
@@ -79,24 +80,33 @@ def output_tensors(output: Any) -> Iterator[torch.Tensor]:
 
 
 class GradientCompletion:
-    """Calls `on_complete()` at the end of each backward that reaches the watched outputs."""
+    """Calls `on_complete()` at the end of each backward that reaches the watched outputs or
+    sentinel parameters; `on_output_grad(index, grad)` gets the gradient that reached output `index`
+    of the last watched forward (the NaN/Inf origin replays a broken step's backward from it)."""
 
-    def __init__(self, on_complete: Callable[[], None]) -> None:
+    def __init__(self, on_complete: Callable[[], None],
+                 on_output_grad: Callable[[int, torch.Tensor], None] | None = None) -> None:
         self._on_complete = on_complete
+        self._on_output_grad = on_output_grad
         self._queued_for = -1  # the autograd graph task whose end is awaited (-1: none)
 
     def watch_output(self, output: Any) -> None:
         """Hooks a forward's outputs (from the model's forward hook)."""
         if not torch.is_grad_enabled() or tracing():
             return
-        for tensor in output_tensors(output):
-            if tensor.requires_grad:
-                self.watch(tensor)
+        for index, tensor in enumerate(output_tensors(output)):
+            if tensor.requires_grad and tensor.grad_fn is not None:
+                tensor.register_hook(partial(self._output_reached, index))
 
     def watch(self, tensor: torch.Tensor) -> None:
         """Hooks one tensor that a backward will start from or flow through (e.g. a loss)."""
         if tensor.requires_grad and tensor.grad_fn is not None:
             tensor.register_hook(self._backward_reached)
+
+    def _output_reached(self, index: int, grad: torch.Tensor) -> None:
+        if self._on_output_grad is not None:
+            self._on_output_grad(index, grad)
+        self._backward_reached(grad)
 
     def watch_parameters(self, params: list[torch.nn.Parameter]) -> list[Any]:
         """Post-accumulate-grad hooks on these parameters; returns their handles."""

@@ -1,14 +1,22 @@
-"""The hooks a probe puts into torch: optimizer step-pre hooks, the model's forward hook that watches
-its outputs for the end of each backward (grad_completion.py), parameter and module registration
-hooks, the model-input hook, the activation forward hooks and the NaN/Inf origin hooks. Each one
-calls back into the probe; `remove()` takes every one of them out again. Hooks stored on the user's
-model and optimizers are OwnHooks: a saved or copied model carries none of the probe."""
+"""The hooks a probe puts into torch, and their removal. On a healthy step the probe's Python runs
+only in a handful of places, none per module or per parameter:
+
+- the model's forward pre-hook and forward hook (with kwargs; the latter always called): the step
+  timer, the NaN/Inf origin's kept inputs, token counts of the inputs, the output watch for the end
+  of backward (grad_completion.py), and the end of an armed activation capture;
+- optimizer step pre- and post-hooks: the step timer and the optimizer-step capture;
+- post-accumulate-grad hooks on a few sentinel parameters (grad_completion.py);
+- module and parameter registration hooks (global; they fire only when a model changes).
+Per-module forward hooks exist only while activations are captured (due steps) or the NaN/Inf
+origin records a broken step. Hooks stored on the user's model, parameters and optimizers are
+OwnHooks: a saved or copied model carries none of the probe.
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -16,32 +24,42 @@ from ..user_hooks import OwnHook
 from .activations import ActivationCapture, select_modules
 from .config import ProbeConfig
 from .grad_completion import GradientCompletion, sentinel_parameters
-from .nonfinite_origin import NonFiniteOrigin, OnTensors
 
-OptimizerHook = Callable[[torch.optim.Optimizer, Any, Any], None]
+
+class StepEvents(Protocol):
+    """What the probe does at each hook (training thread; each call timed as gradprobe's own)."""
+
+    def forward_begins(self, module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None: ...
+    def forward_ends(self, module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
+                     output: Any) -> None: ...
+    def optimizer_begins(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None: ...
+    def optimizer_ends(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None: ...
+    def backward_ended(self) -> None: ...
+    def output_grad(self, index: int, grad: torch.Tensor) -> None: ...
+    def model_changed(self, module: torch.nn.Module) -> None: ...
 
 
 class ProbeHooks:
-    def __init__(self, model: torch.nn.Module, optimizers: Sequence[torch.optim.Optimizer], config: ProbeConfig, *,
-                 before_optimizer_step: OptimizerHook, on_backward_end: Callable[[], None],
-                 on_registration: Callable[[torch.nn.Module], None],
-                 on_activations: Callable[[list[str], list[torch.Tensor]], None],
-                 on_model_inputs: Callable[[torch.nn.Module, Any, Any], None],
-                 on_nonfinite_forward: OnTensors) -> None:
+    def __init__(self, model: torch.nn.Module, optimizers: Sequence[torch.optim.Optimizer], config: ProbeConfig,
+                 events: StepEvents, on_activations: Callable[[list[str], list[torch.Tensor]], None]) -> None:
         self._activation_collections = [c for c in config.collections if c.kind == "activation"]
-        self._handles: list[Any] = [opt.register_step_pre_hook(OwnHook(before_optimizer_step)) for opt in optimizers]
-        self.completion = GradientCompletion(on_backward_end)
-        self._handles.append(model.register_forward_hook(OwnHook(self._watch_outputs)))
-        self._handles += self.completion.watch_parameters(sentinel_parameters(model))
+        self.completion = GradientCompletion(events.backward_ended, events.output_grad)
+        self.sentinels = sentinel_parameters(model)
+        self._handles: list[Any] = [
+            model.register_forward_pre_hook(OwnHook(events.forward_begins), with_kwargs=True),
+            model.register_forward_hook(OwnHook(events.forward_ends), with_kwargs=True, always_call=True),
+            *self.completion.watch_parameters(self.sentinels),
+        ]
+        for optimizer in optimizers:
+            self._handles.append(optimizer.register_step_pre_hook(OwnHook(events.optimizer_begins)))
+            self._handles.append(optimizer.register_step_post_hook(OwnHook(events.optimizer_ends)))
 
         # A parameter or module registered anywhere in the model (e.g. a resized embedding) rebuilds the plans.
         def registered(module: torch.nn.Module, name: str, value: Any) -> None:
-            on_registration(module)
+            events.model_changed(module)
 
         self._handles.append(torch.nn.modules.module.register_module_parameter_registration_hook(registered))
         self._handles.append(torch.nn.modules.module.register_module_module_registration_hook(registered))
-        if config.token_ids and any(c.kind == "input" for c in config.collections):
-            self._handles.append(model.register_forward_pre_hook(OwnHook(on_model_inputs), with_kwargs=True))
         self.activations: ActivationCapture | None = None
         if self._activation_collections:
             patterns = config.activation_modules
@@ -51,14 +69,7 @@ class ProbeHooks:
                     return False
                 return any(c.selects(name) for c in self._activation_collections)
 
-            self.activations = ActivationCapture(model, select_modules(model, selects, bool(patterns)), on_activations)
-        self.nonfinite_origin: NonFiniteOrigin | None = None
-        if config.nonfinite_origin:
-            self.nonfinite_origin = NonFiniteOrigin(
-                model, on_nonfinite_forward, lambda: self.activations is not None and self.activations.armed)
-
-    def _watch_outputs(self, module: torch.nn.Module, args: Any, output: Any) -> None:
-        self.completion.watch_output(output)
+            self.activations = ActivationCapture(select_modules(model, selects, bool(patterns)), on_activations)
 
     def arm_activations(self, mode: str, step: int) -> None:
         """Forward hooks only for a step whose activations are due (they take one forward, then
@@ -75,5 +86,3 @@ class ProbeHooks:
             handle.remove()
         self._handles.clear()
         self.disarm_activations()
-        if self.nonfinite_origin is not None:
-            self.nonfinite_origin.remove()

@@ -39,17 +39,14 @@ class KindPlan:
     params: list[torch.nn.Parameter]
     trainable_only: bool
     _cache: dict[Due, Selection] = field(default_factory=dict, repr=False)
-    _all: TensorTable | None = field(default=None, repr=False)
-
-    @property
-    def all_params(self) -> TensorTable:
-        """Every parameter this kind can measure (for whole-model checks such as gradient versions)."""
-        if self._all is None:
-            self._all = TensorTable(self.params)
-        return self._all
+    _due_at: tuple[str, int] = field(default=("", -1), repr=False)  # the (mode, step) _due_now is for
+    _due_now: Due = field(default=(), repr=False)
 
     def due(self, mode: str, step: int) -> Due:
-        return tuple(c.name for c in self.collections if c.due(mode, step))
+        if self._due_at != (mode, step):  # asked several times a step: worked out once
+            self._due_now = tuple(c.name for c in self.collections if c.due(mode, step))
+            self._due_at = (mode, step)
+        return self._due_now
 
     def histogram(self, due: Due) -> bool:
         return any(c.histogram for c in self.collections if c.name in due)

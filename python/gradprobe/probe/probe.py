@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,8 @@ from ..actions import Action
 from ..profiler import Profiler
 from ..records import Observer
 from ..rules import Finding, Rule
+from ..stats import PendingStats
+from .activations import first_tensor
 from .capture import StepState, TensorCapture
 from .config import MODES, ProbeConfig, resolve_config
 from .consumer import Consumer, PredictionItem
@@ -38,9 +39,12 @@ from .distributed import Distribution, RankInfo, resolve_mode
 from .hooks import ProbeHooks
 from .loss_scale import LossScale
 from .meta import ParameterGroups, model_facts
+from .nonfinite_origin import LateNews, NonFiniteOrigin
 from .scalars import scalar_item
 from .session import RunSession
 from .stop import StopAgreement
+from .tensor_table import TensorTable
+from .tracing import first_tensor_of, tracing
 from .watch import Watch
 
 ConfigLike = ProbeConfig | str | Path | Mapping[str, Any] | None
@@ -103,19 +107,19 @@ class Probe:
             self._capture.distribution = Distribution(self.distributed, self.rank, self.world_size)
         self._watch.give_facts(model_facts(model, self._capture.plans.groups))
         self._session.write_meta(model, self._capture.plans.groups, self.config.to_dict(), self.optimizers)
-        # Before ProbeHooks: its optimizer hooks then run after the timer's (their time is gradprobe's).
         self.profiler = Profiler(self.config.profiler, model=model, optimizers=self.optimizers, run_dir=self.out_dir,
                                  rank=self.rank, world_size=self.world_size, writer=self._session.writer,
                                  event=self._session.event, engine=self.engine, actions=actions or (),
                                  overhead=lambda: self._state.overhead)
-        hooked = self.optimizers if self._optimizer_hooks else []
-        self._hooks = ProbeHooks(model, hooked, self.config, before_optimizer_step=self._before_optimizer_step,
-                                 on_backward_end=self._on_backward_end, on_registration=self._capture.on_registration,
-                                 on_activations=self._on_activations, on_model_inputs=self._on_model_inputs,
-                                 on_nonfinite_forward=self._on_nonfinite_forward)
-        if self._hooks.nonfinite_origin is not None:
-            self._capture.backward_origin = self._hooks.nonfinite_origin.kept_backward
-            self._capture.release_backward = self._hooks.nonfinite_origin.release_backward
+        self._timer = self.profiler.timer
+        self._inputs_wanted = bool(self.config.token_ids) and any(c.kind == "input" for c in self.config.collections)
+        self._hooks = ProbeHooks(model, self.optimizers, self.config, self, self._on_activations)
+        self._capture.version_watch = TensorTable(self._hooks.sentinels)
+        self._origin: NonFiniteOrigin | None = None
+        if self.config.nonfinite_origin:
+            self._origin = NonFiniteOrigin(model, self._measure_for_origin, _any_nonfinite, self._hooks.sentinels,
+                                           replay=self.world_size == 1)
+            self._consumer.observers.append(LateNews(self._origin))
         self._hooks.arm_activations(self._mode, self._steps[self._mode])
         self._session.event({"type": "start", "preset": self.config.preset,
                              "parameters": len(self._capture.plans.params),
@@ -165,6 +169,8 @@ class Probe:
         step, state = self._steps[mode], self._state
         try:
             if not state.optimizer_stepped:
+                if self._origin is not None:
+                    self._origin.run_due()
                 self._model_changed(self._capture.refresh_if_stale())  # never between snapshot and update
             if mode == "train" and not state.grads_taken:
                 self._capture.settle_grads(state, mode, step, None, require_present=True)
@@ -276,39 +282,107 @@ class Probe:
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         self.close(exc)
 
-    # -- hooks (training thread): timed, and never raising into training ---------------------------
-    @contextmanager
-    def _hook(self, where: str) -> Iterator[None]:
+    # -- torch hooks (training thread): timed as gradprobe's own, never raising into training -----
+    def _standing_aside(self, sample: Any = None) -> bool:
+        """Closed, replaying a broken step (the NaN/Inf origin), or a torch.compile/export trace."""
+        return self._closed or (self._origin is not None and self._origin.replaying) or tracing(sample)
+
+    def forward_begins(self, module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        if self._standing_aside(first_tensor_of(args, kwargs)):
+            return
         started = time.perf_counter()
         try:
-            yield
+            if self._timer is not None:
+                self._timer.forward_begins()
+            if self._origin is not None and self._mode == "train" and torch.is_grad_enabled():
+                armed = self._hooks.activations is not None and self._hooks.activations.armed
+                self._origin.forward_started(self._steps["train"], args, kwargs, armed)
+            if self._inputs_wanted:
+                self._capture.model_inputs(args, kwargs, self._mode, self._steps[self._mode])
         except Exception as error:
-            self._record_failure(where, error)
-        self._state.overhead += time.perf_counter() - started
+            self._record_failure("forward hook", error)
+        finally:
+            self._state.overhead += time.perf_counter() - started
+
+    def forward_ends(self, module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
+                     output: Any) -> None:
+        if self._standing_aside(first_tensor(output)):
+            activations = self._hooks.activations
+            if activations is not None and activations.armed and not self._closed:
+                activations.disarm()  # what they kept is fake: the real forward comes later, armed again
+                self._hooks.arm_activations(self._mode, self._steps[self._mode])
+            return
+        started = time.perf_counter()
+        try:
+            if self._timer is not None:
+                self._timer.forward_ends()
+            activations = self._hooks.activations
+            if activations is not None and activations.armed:
+                activations.forward_ended()
+            if output is not None and torch.is_grad_enabled():
+                self._hooks.completion.watch_output(output)
+                if self._origin is not None and self._mode == "train":
+                    self._origin.forward_ended(output)
+        except Exception as error:
+            self._record_failure("forward hook", error)
+        finally:
+            self._state.overhead += time.perf_counter() - started
+
+    def optimizer_begins(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        if self._closed:
+            return
+        if self._timer is not None:
+            self._timer.optimizer_begins()
+        if self._optimizer_hooks:
+            self._before_optimizer_step(optimizer, args, kwargs)
+
+    def optimizer_ends(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        if not self._closed and self._timer is not None:
+            self._timer.optimizer_ends()
+
+    def backward_ended(self) -> None:
+        if self._standing_aside():
+            return
+        started = time.perf_counter()
+        try:
+            step = self._steps[self._mode]
+            pending = self._capture.on_backward_end(self._state, self._mode, step)
+            if self._origin is not None and self._mode == "train":
+                self._origin.backward_ended(step, pending)
+        except Exception as error:
+            self._record_failure("backward end", error)
+        finally:
+            self._state.overhead += time.perf_counter() - started
+
+    def output_grad(self, index: int, grad: torch.Tensor) -> None:
+        if self._origin is not None and not self._origin.replaying and self._mode == "train":
+            self._origin.output_grad(index, grad)
+
+    def model_changed(self, module: torch.nn.Module) -> None:
+        self._capture.on_registration(module)
 
     def _before_optimizer_step(self, optimizer: torch.optim.Optimizer | None, args: Any, kwargs: Any) -> None:
-        if not self._state.optimizer_stepped and not self._closed:
-            self._state.optimizer_stepped = True
-            with self._hook("optimizer step hook"):
-                self._model_changed(self._capture.refresh_if_stale())
-                self._capture.before_optimizer_step(self._state, self._mode, self._steps[self._mode], optimizer)
-
-    def _on_backward_end(self) -> None:
-        if not self._closed:
-            with self._hook("backward end"):
-                self._capture.on_backward_end(self._state, self._mode, self._steps[self._mode])
+        if self._state.optimizer_stepped or self._closed:
+            return
+        self._state.optimizer_stepped = True
+        started = time.perf_counter()
+        try:
+            if self._origin is not None:
+                self._origin.run_due()  # a broken step is replayed before the optimizer changes the weights
+            self._model_changed(self._capture.refresh_if_stale())
+            self._capture.before_optimizer_step(self._state, self._mode, self._steps[self._mode], optimizer)
+        except Exception as error:
+            self._record_failure("optimizer step hook", error)
+        finally:
+            self._state.overhead += time.perf_counter() - started
 
     def _on_activations(self, labels: list[str], tensors: list[torch.Tensor]) -> None:
-        with self._hook("activation capture"):
-            self._capture.activations(labels, tensors, self._mode, self._steps[self._mode])
+        self._capture.activations(labels, tensors, self._mode, self._steps[self._mode])
 
-    def _on_nonfinite_forward(self, labels: list[str], tensors: list[torch.Tensor], origin_only: bool) -> None:
-        with self._hook("NaN/Inf origin"):
-            self._capture.activations(labels, tensors, self._mode, self._steps[self._mode], origin_only=origin_only)
-
-    def _on_model_inputs(self, module: torch.nn.Module, args: Any, kwargs: Any) -> None:
-        with self._hook("input capture"):
-            self._capture.model_inputs(args, kwargs, self._mode, self._steps[self._mode])
+    def _measure_for_origin(self, kind: str, labels: list[str], tensors: list[torch.Tensor],
+                            origin_only: bool) -> PendingStats | None:
+        return self._capture.activations(labels, tensors, "train", self._steps["train"], kind=kind,
+                                         origin_only=origin_only)
 
     def _model_changed(self, groups: ParameterGroups | None) -> None:
         if groups is not None:
@@ -326,6 +400,11 @@ class Probe:
     def _record_failure(self, where: str, error: Exception) -> None:
         warnings.warn(f"gradprobe: {where} failed, training continues: {error!r}", RuntimeWarning, stacklevel=3)
         self._session.event({"type": "error", "where": where, "error": repr(error)})
+
+
+def _any_nonfinite(pending: PendingStats | None) -> bool | None:
+    """Whether a measurement holds NaN/Inf, when known without waiting (CPU); None otherwise."""
+    return pending.any_nonfinite() if pending is not None else None
 
 
 def _checked(mode: str) -> str:

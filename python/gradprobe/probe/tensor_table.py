@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .. import _core
+from .. import _core, torch_bridge
 from ..stats._layout import DTYPE_CODES
+from ..stats.backends.cpu import SlotLaunch
 from ..stats.inputs import Table
 
 AttrPath = str | tuple[str, ...] | None  # what a row reads: the parameter, or an attribute (path) of it
@@ -26,6 +27,7 @@ _CODES = {torch.float32: DTYPE_CODES["float32"], torch.float16: DTYPE_CODES["flo
           torch.bfloat16: DTYPE_CODES["bfloat16"], torch.float64: DTYPE_CODES["float64"]}
 STATUS = _core.GATHER_STATUS
 IN_PLACE, NEEDS_COPY = STATUS["in_place"], STATUS["needs_copy"]
+torch_bridge.install()  # torch is imported here: read tensors through libtorch when built for this torch
 _REASONS = {STATUS["outside"]: "its strides reach outside its storage",
             STATUS["unsupported"]: "it has no readable dense data (sparse, meta, freed storage) or an "
                                    "unsupported dtype (float16, bfloat16, float32, float64 are measured)"}
@@ -58,6 +60,7 @@ class TensorTable:
         self._known = np.zeros(n, bool)  # rows whose layout has been seen (a gradient may appear late)
         self._reported = np.zeros(n, bool)  # rows already named as skipped
         self._copies: dict[int, torch.Tensor] = {}  # row -> contiguous buffer for a non-dense tensor
+        self._capture_sets: dict[AttrPath, _core.CaptureSet] = {}
 
     def __len__(self) -> int:
         return len(self.params)
@@ -97,6 +100,16 @@ class TensorTable:
         table = Table(ptrs, np.zeros(rows.size, np.int64), self._numels[rows], dtypes, dtypes,
                       self._devices[rows], "torch", objs, None)
         return Gathered(table, rows, present, changed, status[rows] == IN_PLACE, skipped, self._keys[rows])
+
+    def measure_cpu(self, attr: AttrPath, histogram: bool, threads: int) -> SlotLaunch | None:
+        """The fast path: gather and CPU pass in one native call (_core.CaptureSet). None when a row
+        needs what gather() handles (a copy, a refusal, a layout change, a GPU tensor) or no result
+        slot is free: then use gather()."""
+        capture = self._capture_sets.get(attr)
+        if capture is None:
+            capture = self._capture_sets[attr] = _core.CaptureSet(self.params, attr, _CODES)
+        index = capture.run(histogram, threads)
+        return SlotLaunch(capture, index) if index >= 0 else None
 
     def versions(self, attr: AttrPath) -> np.ndarray:
         """Each row's (version counter, data pointer), shape (n, 2); (-1, 0) where there is no tensor.

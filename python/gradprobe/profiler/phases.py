@@ -1,5 +1,6 @@
 """The step-phase timer: splits each step's wall time into data wait, forward, backward,
-optimizer step, gradprobe's own time and the rest, from hooks on the model and the optimizers.
+optimizer step, gradprobe's own time and the rest. The probe's hooks on the model and the optimizers
+call it (probe/hooks.py): it puts no hook into torch itself.
 
 The step is a sequence of segments; each hook closes the running segment into the phase it
 belongs to, minus gradprobe's own time spent inside it (`overhead()`, the probe's running total):
@@ -21,14 +22,12 @@ import math
 import time
 import warnings
 from collections import deque
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable
 
 import torch
 
 from ..records import PhaseRecord
 from ..store.schema import PHASE_COLUMNS
-from ..user_hooks import OwnHook
 
 FORWARD, BACKWARD, OPTIMIZER, OTHER = "forward", "backward", "optimizer", "other"
 _SLOT = {name: i for i, name in enumerate(PHASE_COLUMNS)}
@@ -84,21 +83,16 @@ class DeviceClock:
 
 
 class StepTimer:
-    """Training-thread hooks in; PhaseRecords out (appended to `ready`, drained by the profiler thread)."""
+    """Boundaries in (from the training thread); PhaseRecords out (appended to `ready`, drained by the
+    profiler thread)."""
 
-    def __init__(self, model: torch.nn.Module, optimizers: Sequence[torch.optim.Optimizer], node: str, rank: int,
-                 overhead: Callable[[], float], device: torch.device | None = None) -> None:
+    def __init__(self, node: str, rank: int, overhead: Callable[[], float], device: torch.device | None = None) -> None:
         self.node, self.rank = node, rank
         # Bounded: a profiler thread stuck on a stalled disk drops the oldest steps, never grows memory.
         self.ready: deque[PhaseRecord] = deque(maxlen=READY_STEPS)
         self._overhead = overhead
         self._clock: DeviceClock | None = DeviceClock(device) if device is not None and device.type == "cuda" else None
         self._pending: deque[tuple[int, PhaseRecord]] = deque()
-        self._handles: list[Any] = [model.register_forward_pre_hook(OwnHook(self._forward_begins)),
-                                    model.register_forward_hook(OwnHook(self._forward_ends))]
-        for optimizer in optimizers:
-            self._handles.append(optimizer.register_step_pre_hook(OwnHook(self._optimizer_begins)))
-            self._handles.append(optimizer.register_step_post_hook(OwnHook(self._optimizer_ends)))
         self._depth = 0
         self._step_start_wall: float | None = None
         self._step_start: float | None = None
@@ -121,7 +115,8 @@ class StepTimer:
             self._touched.add(self._state)
         self._segment_start, self._segment_overhead = now, own
 
-    def _forward_begins(self, module: torch.nn.Module, args: Any) -> None:
+    def forward_begins(self) -> None:
+        """The model's forward begins (nested calls of the model count once)."""
         self._depth += 1
         if self._depth == 1:
             self._close_segment(time.perf_counter())
@@ -129,7 +124,7 @@ class StepTimer:
             if self._clock is not None:
                 self._clock.mark(0)
 
-    def _forward_ends(self, module: torch.nn.Module, args: Any, output: Any) -> None:
+    def forward_ends(self) -> None:
         self._depth = max(0, self._depth - 1)
         if self._depth == 0:
             self._close_segment(time.perf_counter())
@@ -138,13 +133,13 @@ class StepTimer:
             if self._clock is not None:
                 self._clock.mark(1)
 
-    def _optimizer_begins(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+    def optimizer_begins(self) -> None:
         self._close_segment(time.perf_counter())
         self._state = OPTIMIZER
         if self._clock is not None:
             self._clock.mark(2)
 
-    def _optimizer_ends(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+    def optimizer_ends(self) -> None:
         self._close_segment(time.perf_counter())
         self._touched.add(OPTIMIZER)
         self._state = OTHER
@@ -203,9 +198,6 @@ class StepTimer:
             self.ready.append(record)
 
     def close(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
         if self._pending and self._clock is not None:  # at close the last steps get their device times too
             try:
                 self._clock.wait(self._pending[-1][0])

@@ -101,7 +101,7 @@ class Profiler:
                devices: list[torch.device], rank: int, world_size: int, run_dir: Path, event: Event,
                actions: Iterable[Any], overhead: Callable[[], float]) -> None:
         if config.phases:
-            self.timer = StepTimer(model, optimizers, self.node, rank, overhead, devices[0] if devices else None)
+            self.timer = StepTimer(self.node, rank, overhead, devices[0] if devices else None)
             if config.loader:
                 self._loader = LoaderPatch(self.data_wait, self._on_loader)
         if config.system_interval is not None:

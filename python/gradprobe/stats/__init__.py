@@ -8,7 +8,6 @@ from .result import Stats, divided, merge
 
 __all__ = [
     "COUNT_FIELDS", "FIELDS", "HIST_BINS", "HIST_EXP_MAX", "HIST_EXP_MIN", "InputError", "PendingStats", "Stats",
-    "StatsComputer",
-    "backends", "diff_stats", "diff_stats_async", "divided", "hist_edges", "merge", "tensor_stats", "tensor_stats_async",
-    "unavailable_backends",
+    "StatsComputer", "backends", "diff_stats", "diff_stats_async", "divided", "hist_edges", "merge", "tensor_stats",
+    "tensor_stats_async", "unavailable_backends",
 ]

@@ -194,6 +194,10 @@ class StatsComputer:
             launches.append((rows, chosen.launch(part, device, histogram)))
         return PendingStats(n, launches, histogram, self._pool)
 
+    def pending(self, rows: int, launch: Launch, histogram: bool) -> PendingStats:
+        """A launch made elsewhere (a native CaptureSet's slot), covering rows 0..rows-1."""
+        return PendingStats(rows, [(np.arange(rows), launch)], histogram, self._pool)
+
     def launch_post_step(self, table: PostStepTable, *, histogram: bool, backend: str | None = None) -> PendingStats:
         """The fused CPU post-step operation (see stats.post_step); rows as PostStepTable documents."""
         if backend not in (None, "cpu"):

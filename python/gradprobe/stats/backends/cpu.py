@@ -62,3 +62,20 @@ def native_table(table: Table) -> _core.TensorTable:
 
 def _outputs(rows: int, hist: bool) -> tuple[np.ndarray, np.ndarray | None]:
     return np.empty((rows, len(FIELDS)), np.float64), np.empty((rows, HIST_BINS), np.uint64) if hist else None
+
+
+class SlotLaunch(Finished):
+    """Results in a slot of a native CaptureSet (the probe's fused CPU measurement): read in place;
+    release() frees the slot for a later call."""
+
+    def __init__(self, capture_set: _core.CaptureSet, index: int) -> None:
+        table, hist, present = capture_set.slot(index)
+        super().__init__(table, hist)
+        self.present = present
+        self._set: _core.CaptureSet | None = capture_set
+        self._index = index
+
+    def release(self) -> None:
+        if self._set is not None:
+            self._set.release(self._index)
+            self._set = None

@@ -1,0 +1,3 @@
+"""gradprobe._torch_bridge: reads torch tensors' metadata through libtorch (csrc/torch_bridge.cpp)."""
+
+def capsule() -> object: ...
