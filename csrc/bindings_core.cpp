@@ -143,6 +143,39 @@ PYBIND11_MODULE(_core, m) {
       "Reads every array (ns[i] float32 values at ptrs[i]) once, in one parallel region split like the "
       "statistics pass: the read floor of a tensor set.");
 
+  m.def(
+      "compact_hist",
+      [](py::array_t<gp::i64, py::array::c_style | py::array::forcecast> hist) {
+        if (hist.ndim() != 2) throw py::value_error("compact_hist: expected a 2-D array");
+        const gp::i64 rows = hist.shape(0), bins = hist.shape(1);
+        py::array_t<int16_t> lo(rows);
+        py::array_t<int32_t> offsets(rows + 1);
+        std::vector<gp::i64> values;
+        {
+          auto h = hist.unchecked<2>();
+          auto l = lo.mutable_unchecked<1>();
+          auto o = offsets.mutable_unchecked<1>();
+          o(0) = 0;
+          for (gp::i64 r = 0; r < rows; ++r) {
+            gp::i64 first = 0, last = -1;
+            for (gp::i64 b = 0; b < bins; ++b)
+              if (h(r, b) > 0) {
+                if (last < 0) first = b;
+                last = b;
+              }
+            l(r) = static_cast<int16_t>(last < 0 ? 0 : first);
+            for (gp::i64 b = first; b <= last; ++b) values.push_back(h(r, b));
+            o(r + 1) = static_cast<int32_t>(values.size());
+          }
+        }
+        py::array_t<gp::i64> out(static_cast<py::ssize_t>(values.size()));
+        std::copy(values.begin(), values.end(), out.mutable_data());
+        return py::make_tuple(lo, offsets, out);
+      },
+      py::arg("hist"),
+      "Sparse rows of a histogram table: (first non-zero bin, offsets, the counts from each row's first to its last\n"
+      "non-zero bin); all-zero rows are empty.");
+
   // The fused CPU post-step operation (csrc/post_step_args.hpp).
   gp::bind::register_post_step(m);
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import torch
 
@@ -82,15 +83,20 @@ def test_a_stalled_writer_never_blocks_training_and_drops_with_a_count(tmp_path,
         opt.zero_grad()
         probe.step(loss=loss)
     # The consumer is stuck in its first write (the profiler's thread in its own); the training loop went on.
+    deadline = time.monotonic() + 10
+    while not [table for table in writes if table not in ("system", "phases")] and time.monotonic() < deadline:
+        time.sleep(0.02)  # the consumer gathers items for a moment before its first write
     assert len([table for table in writes if table not in ("system", "phases")]) == 1
     release.set()
     probe.close()
     run = open_run(tmp_path / "run")
     dropped = run.meta["dropped"]
     assert dropped.get("scalars", 0) > 0 and run.events("dropped")[0]["items"] == dropped
-    # Kept: the item being written and the 4 queued; the rest dropped, and every kept one written once.
+    # Kept: the batch being written (the consumer takes what is queued, at most 4 + 1) and the 4
+    # queued behind it; the rest dropped, and every kept one written once.
     grad_items = sum(config.collections[0].due("train", s) for s in range(steps))
-    assert sum(dropped.values()) == steps + grad_items - 5
+    kept = steps + grad_items - sum(dropped.values())
+    assert 5 <= kept <= 9
     assert len(run.scalars(names=["loss"])) == steps - dropped["scalars"]
     assert len(set(run.stats("grad").step)) == grad_items - dropped.get("grad", 0)
     assert run.meta["status"] == "completed"

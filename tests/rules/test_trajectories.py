@@ -356,6 +356,40 @@ def test_state_dict_round_trip_gives_the_same_findings(name):
     assert [(f.code, f.step, f.tensors) for f in before + after] == [(f.code, f.step, f.tensors) for f in whole]
 
 
+def as_records(rule, events):
+    """The events as the records the engine would give this rule (Rule.reads), in order."""
+    from gradprobe.records import InputRecord, PredictionRecord
+
+    records = []
+    for kind, payload in events:
+        if kind in ("stats", "scalars"):
+            records.append(payload)
+        elif kind == "inputs":
+            records.append(InputRecord(*payload))
+        elif kind == "pred":
+            records.append(PredictionRecord(*payload))
+    return [r for r in records if rule.reads(r)]
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 1000])
+@pytest.mark.parametrize("name", list(CASES))
+def test_batches_give_the_findings_of_one_record_at_a_time(name, chunk):
+    """Rule.on_records (what the consumer and replay call, vectorised by the rules on every step's
+    path) against one hook call per record: the same findings, message for message."""
+    rule_class, case = CASES[name]
+    rule, events, _, _ = make(rule_class, case)
+    if any(kind == "tick" for kind, _ in events):
+        pytest.skip("ticks are not records")
+    one_by_one = feed(rule, events)
+    batched_rule, events, _, _ = make(rule_class, case)
+    records = as_records(batched_rule, events)
+    found = []
+    for start in range(0, len(records), chunk):
+        found += batched_rule.on_records(records[start:start + chunk])
+    assert [(f.code, f.step, f.mode, f.tensors, f.message) for f in found] == \
+        [(f.code, f.step, f.mode, f.tensors, f.message) for f in one_by_one]
+
+
 def _step_of(event):
     kind, payload = event
     return payload[0] if kind in ("inputs", "pred", "tick") else payload.step

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..redact import redact
 from ..rules import Finding
+from ..thread_cpu import ThreadCpu
 from .base import Action, ActionContext
 
 
@@ -29,7 +30,9 @@ class ActionRunner:
     """
 
     def __init__(self, actions: Sequence[Action], record_event: Callable[[dict[str, Any]], None],
-                 context: ActionContext, backoff_seconds: float = 0.5, max_queued: int = 1000) -> None:
+                 context: ActionContext, backoff_seconds: float = 0.5, max_queued: int = 1000,
+                 cpu: ThreadCpu | None = None) -> None:
+        self._cpu = cpu or ThreadCpu()
         self.actions = list(actions)
         self._record_event = record_event
         self._context = context
@@ -89,7 +92,7 @@ class ActionRunner:
 
     def _ensure_thread(self) -> None:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._work, name="gradprobe-actions", daemon=True)
+            self._thread = self._cpu.thread(self._work, "gradprobe-actions")
             self._thread.start()
 
     def _work(self) -> None:

@@ -4,6 +4,11 @@ The training thread only enqueues (launched statistics, scalar tensors, counts).
 waits for results (blocking itself, never the training stream), writes Arrow batches to the
 store and calls the observers (the rules engine). A failing observer is reported, never raised.
 
+It works in batches: woken by the first item, it lets items gather for up to `batch_seconds`
+(less when the queue fills or a drain is asked for), then takes every queued item at once and
+writes them as one Arrow batch per table, so its fixed costs (and the time it holds the GIL the
+training thread needs) are paid per batch, not per step. Observers still see every record, in order.
+
 Bounded memory: the queue holds at most `max_items` items. When it is full (a stalled disk, a
 slow rule), `put` waits at most `max_wait_seconds` for room, once per stall; while the queue stays
 full after that, items are dropped at once (their launches released unread) and counted in
@@ -31,6 +36,7 @@ import pyarrow as pa
 from ..records import InputRecord, Observer, PredictionRecord, ScalarRecord, StatsRecord
 from ..stats import COUNT_FIELDS, PendingStats, Stats, divided
 from ..store.schema import SCHEMAS, STAT_COLUMNS, compact_hist
+from ..thread_cpu import ThreadCpu
 from .loss_scale import ScaleReading
 
 
@@ -104,8 +110,11 @@ def expand(stats: Stats | None, result_rows: np.ndarray) -> Stats:
 
 class Consumer:
     def __init__(self, write: Callable[[str, pa.RecordBatch], None], observers: list[Observer], *,
-                 max_items: int = 1024, max_wait_seconds: float = 0.01) -> None:
+                 max_items: int = 1024, max_wait_seconds: float = 0.01, batch_seconds: float = 0.1,
+                 cpu: ThreadCpu | None = None) -> None:
         self._write = write
+        self.batch_seconds = batch_seconds
+        self._wake = threading.Event()  # a drain or close: stop gathering, process now
         self.observers = observers
         self.max_wait_seconds = max_wait_seconds
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(2, max_items))
@@ -114,8 +123,9 @@ class Consumer:
         self.errors = 0
         self.dropped: Counter[str] = Counter()  # items dropped because the queue was full, per kind
         self.unprocessed: Counter[str] = Counter()  # items left when close() stopped waiting, per kind
+        self._unseen: Counter[str] = Counter()  # items of the batch in hand not yet seen by every observer
         self._abandoned = False
-        self._thread = threading.Thread(target=self._run, name="gradprobe-consumer", daemon=True)
+        self._thread = (cpu or ThreadCpu()).thread(self._run, "gradprobe-consumer")
         self._thread.start()
 
     def put(self, item: Item) -> None:
@@ -147,6 +157,7 @@ class Consumer:
             self._queue.put(done, timeout=timeout)
         except queue.Full:
             return False
+        self._wake.set()
         return done.wait(timeout)
 
     def close(self, timeout: float = 5.0) -> bool:
@@ -158,9 +169,11 @@ class Consumer:
         self._closed = True
         if drained:
             self._queue.put(_STOP)
+            self._wake.set()
             self._thread.join(timeout)
             return True
         self._abandoned = True
+        self.unprocessed.update(self._unseen)  # taken off the queue (and written), not seen by the rules
         while True:
             try:
                 item = self._queue.get_nowait()
@@ -168,6 +181,7 @@ class Consumer:
                 break
             self._abandon(item)
         self._queue.put(_STOP)
+        self._wake.set()
         return False
 
     def _abandon(self, item: Any) -> None:
@@ -179,36 +193,86 @@ class Consumer:
 
     def _run(self) -> None:
         while True:
-            item = self._queue.get()
-            if item is _STOP:
-                return
-            if isinstance(item, threading.Event):
-                item.set()
-                continue
-            if self._abandoned:
-                self._abandon(item)
-                continue
-            try:
-                self._handle(item)
-            except Exception:  # never let one bad step stop the consumer
-                self.errors += 1
-                if self.errors <= 3:
-                    warnings.warn(f"gradprobe: a step could not be recorded:\n{traceback.format_exc()}",
-                                  RuntimeWarning, stacklevel=2)
+            batch = self._next_batch()
+            work: list[Item] = []
+            for item in batch:
+                if item is _STOP or isinstance(item, threading.Event):
+                    self._process(work)  # everything before a marker is done when it is seen
+                    work = []
+                    if item is _STOP:
+                        return
+                    assert isinstance(item, threading.Event)
+                    item.set()
+                elif self._abandoned:
+                    self._abandon(item)
+                else:
+                    work.append(item)
+            self._process(work)
 
-    def _handle(self, item: Item) -> None:
+    def _next_batch(self) -> list[Any]:
+        """Blocks for one item, lets more gather (see the module docstring), then takes all queued."""
+        items = [self._queue.get()]
+        deadline = time.monotonic() + self.batch_seconds
+        while not self._wake.is_set() and self._queue.qsize() < self._queue.maxsize // 4:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            self._wake.wait(remaining)
+        self._wake.clear()
+        while True:
+            try:
+                items.append(self._queue.get_nowait())
+            except queue.Empty:
+                return items
+
+    def _process(self, items: list[Item]) -> None:
+        """Reads the items' results, writes them as one batch per table, then tells the observers."""
+        if not items:
+            return
+        out = _Tables()
+        records: list[tuple[str, tuple[str, Any]]] = []
+        for item in items:
+            try:
+                record = self._read(item, out)
+            except Exception:  # never let one bad step stop the consumer
+                self._warn_error("a step could not be recorded")
+                continue
+            if record is not None:
+                records.append((item.kind, record))
+        self._unseen = Counter(kind for kind, _ in records)
+        for table, batch in out.batches():
+            self._write(table, batch)
+        batched = [observer for observer in self.observers if hasattr(observer, "on_records")]
+        for observer in batched:  # the rule engine: the whole batch in one call
+            try:
+                observer.on_records([record for _, (_, record) in records])
+            except Exception:
+                self._warn_error(f"observer {type(observer).__name__} failed")
+        for kind, (method, record) in records:
+            if self._abandoned:
+                return
+            self._notify(method, record, skip=batched)
+            self._unseen[kind] -= 1
+
+    def _warn_error(self, what: str) -> None:
+        self.errors += 1
+        if self.errors <= 3:
+            warnings.warn(f"gradprobe: {what}:\n{traceback.format_exc()}", RuntimeWarning, stacklevel=3)
+
+    def _read(self, item: Item, out: _Tables) -> tuple[str, Any] | None:
+        """One item's rows into `out`; the record for the observers (None: nothing to tell)."""
         if isinstance(item, StatsItem):
             discarded = item.pending is not None and item.pending.discarded  # shared with a dropped item
             if discarded and item.exchange is None:
                 self.dropped[item.kind] += 1
-                return
+                return None
             result = item.pending.result() if item.pending is not None and not discarded else None
             stats = expand(result, item.result_rows)
             scale = item.grad_scale.value() if item.grad_scale is not None else 1.0
             if scale != 1.0 and math.isfinite(scale) and scale > 0:
                 stats = divided(stats, scale)
             if item.origin_only and not (stats.nans + stats.infs).any():
-                return
+                return None
             # No result (a dropped launch that must still take part in its exchange): nothing present.
             present = item.result_rows >= 0 if result is not None else np.zeros(len(item.result_rows), bool)
             if not item.histogram:
@@ -220,35 +284,31 @@ class Consumer:
                 weight_l2 = np.where(item.ratio_rows >= 0, result.l2[np.maximum(item.ratio_rows, 0)], np.nan)
                 with np.errstate(invalid="ignore", divide="ignore"):
                     ratio = stats.l2 / weight_l2
-            self._write("stats", stats_batch(item, stats, ratio, present))
-            self._notify("on_stats", StatsRecord(item.step, item.mode, item.kind, item.names, present, stats, ratio))
-        elif isinstance(item, ScalarItem):
+            out.add_stats(item, stats, ratio, present)
+            return "on_stats", StatsRecord(item.step, item.mode, item.kind, item.names, present, stats, ratio)
+        if isinstance(item, ScalarItem):
             if item.ready is not None:
                 item.ready.synchronize()
             values = {name: float(v) for name, v in item.values.items()}
-            self._write("scalars", scalar_batch(item.step, item.mode, values, item.time))
-            self._notify("on_scalars", ScalarRecord(item.step, item.mode, values, item.time))
-        elif isinstance(item, InputItem):
+            out.add_scalars(item.step, item.mode, values, item.time)
+            return "on_scalars", ScalarRecord(item.step, item.mode, values, item.time)
+        if isinstance(item, InputItem):
             counts = {name: int(v) for name, v in item.counts.items()}
-            self._write("inputs", pa.RecordBatch.from_pydict(
+            out.add("inputs", pa.RecordBatch.from_pydict(
                 {"step": [item.step] * len(counts), "mode": [item.mode] * len(counts),
                  "input": [item.input] * len(counts), "token": list(counts), "count": list(counts.values()),
                  "total": [item.total] * len(counts)}, schema=SCHEMAS["inputs"]))
-            self._notify("on_inputs", InputRecord(item.step, item.mode, counts, item.total))
-        else:
-            self._notify("on_predictions", PredictionRecord(item.step, item.mode, item.labels, item.predictions))
+            return "on_inputs", InputRecord(item.step, item.mode, counts, item.total)
+        return "on_predictions", PredictionRecord(item.step, item.mode, item.labels, item.predictions)
 
-    def _notify(self, method: str, record: Any) -> None:
+    def _notify(self, method: str, record: Any, skip: Sequence[Any] = ()) -> None:
         for observer in list(self.observers):
-            if not hasattr(observer, method):
+            if not hasattr(observer, method) or any(observer is s for s in skip):
                 continue
             try:
                 getattr(observer, method)(record)
             except Exception:
-                self.errors += 1
-                if self.errors <= 3:
-                    warnings.warn(f"gradprobe: observer {type(observer).__name__} failed:\n{traceback.format_exc()}",
-                                  RuntimeWarning, stacklevel=2)
+                self._warn_error(f"observer {type(observer).__name__} failed")
 
 
 def _discard(item: Item) -> None:
@@ -257,24 +317,69 @@ def _discard(item: Item) -> None:
         item.pending.discard()
 
 
-def stats_batch(item: StatsItem, stats: Stats, ratio: np.ndarray | None, present: np.ndarray) -> pa.RecordBatch:
-    n = len(item.names)
+class _Tables:
+    """The rows of one consumer batch, built into one Arrow batch per table (and hist presence)."""
+
+    def __init__(self) -> None:
+        self._stats: dict[bool, list[tuple[StatsItem, Stats, np.ndarray | None, np.ndarray]]] = {True: [], False: []}
+        self._scalars: list[tuple[int, str, dict[str, float], float]] = []
+        self._other: list[tuple[str, pa.RecordBatch]] = []
+
+    def add_stats(self, item: StatsItem, stats: Stats, ratio: np.ndarray | None, present: np.ndarray) -> None:
+        self._stats[stats.hist is not None].append((item, stats, ratio, present))
+
+    def add_scalars(self, step: int, mode: str, values: dict[str, float], when: float) -> None:
+        if values:
+            self._scalars.append((step, mode, values, when))
+
+    def add(self, table: str, batch: pa.RecordBatch) -> None:
+        self._other.append((table, batch))
+
+    def batches(self) -> list[tuple[str, pa.RecordBatch]]:
+        out = [("stats", stats_batch(rows)) for rows in self._stats.values() if rows]
+        if self._scalars:
+            out.append(("scalars", scalar_batch(self._scalars)))
+        return out + self._other
+
+
+def stats_batch(rows: list[tuple[StatsItem, Stats, np.ndarray | None, np.ndarray]]) -> pa.RecordBatch:
+    """One Arrow batch of several items' statistics (all with histograms, or all without)."""
+    sizes = np.array([len(item.names) for item, _, _, _ in rows])
+    total = int(sizes.sum())
     columns: dict[str, Any] = {
-        "step": pa.array(np.full(n, item.step, np.int64)),
-        "mode": pa.array([item.mode] * n, pa.string()),
-        "kind": pa.array([item.kind] * n, pa.string()),
-        "tensor": item.names_arrow,
-        "present": pa.array(present),
+        "step": pa.array(np.repeat(np.array([item.step for item, _, _, _ in rows], np.int64), sizes)),
+        "mode": _repeated_strings([item.mode for item, _, _, _ in rows], sizes),
+        "kind": _repeated_strings([item.kind for item, _, _, _ in rows], sizes),
+        "tensor": pa.concat_arrays([item.names_arrow for item, _, _, _ in rows]),
+        "present": pa.array(np.concatenate([present for _, _, _, present in rows])),
     }
     for name in STAT_COLUMNS:
-        columns[name] = pa.array(getattr(stats, name))
-    columns["hist_lo"], columns["hist"] = compact_hist(stats.hist, n)
-    columns["ratio"] = pa.array(ratio) if ratio is not None else pa.nulls(n, pa.float64())
+        columns[name] = pa.array(np.concatenate([getattr(stats, name) for _, stats, _, _ in rows]))
+    hists = [stats.hist for _, stats, _, _ in rows if stats.hist is not None]
+    columns["hist_lo"], columns["hist"] = compact_hist(np.concatenate(hists) if hists else None, total)
+    if all(ratio is None for _, _, ratio, _ in rows):
+        columns["ratio"] = pa.nulls(total, pa.float64())
+    else:
+        columns["ratio"] = pa.concat_arrays([pa.array(ratio, pa.float64()) if ratio is not None
+                                             else pa.nulls(len(item.names), pa.float64())
+                                             for item, _, ratio, _ in rows])
     return pa.RecordBatch.from_arrays(list(columns.values()), schema=SCHEMAS["stats"])
 
 
-def scalar_batch(step: int, mode: str, values: dict[str, float], when: float) -> pa.RecordBatch:
-    k = len(values)
-    return pa.RecordBatch.from_pydict({"step": [step] * k, "mode": [mode] * k, "name": list(values),
-                                       "value": list(values.values()), "time": [when] * k},
-                                      schema=SCHEMAS["scalars"])
+def _repeated_strings(values: list[str], sizes: np.ndarray) -> pa.Array:
+    """values[i] repeated sizes[i] times, as a string array built in Arrow (no Python string per row)."""
+    unique, codes = np.unique(np.array(values, dtype=object), return_inverse=True)
+    indices = pa.array(np.repeat(codes.astype(np.int32), sizes))
+    return pa.DictionaryArray.from_arrays(indices, pa.array(unique.tolist(), pa.string())).cast(pa.string())
+
+
+def scalar_batch(rows: list[tuple[int, str, dict[str, float], float]]) -> pa.RecordBatch:
+    """One Arrow batch of several steps' scalars."""
+    sizes = [len(values) for _, _, values, _ in rows]
+    return pa.RecordBatch.from_pydict(
+        {"step": np.repeat([step for step, _, _, _ in rows], sizes),
+         "mode": [mode for (_, mode, _, _), k in zip(rows, sizes) for _ in range(k)],
+         "name": [name for _, _, values, _ in rows for name in values],
+         "value": [value for _, _, values, _ in rows for value in values.values()],
+         "time": np.repeat([when for _, _, _, when in rows], sizes)},
+        schema=SCHEMAS["scalars"])

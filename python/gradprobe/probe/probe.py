@@ -31,6 +31,7 @@ from ..profiler import Profiler
 from ..records import Observer
 from ..rules import Finding, Rule
 from ..stats import PendingStats
+from ..thread_cpu import ThreadCpu
 from .activations import first_tensor
 from .capture import StepState, TensorCapture
 from .config import MODES, ProbeConfig, resolve_config
@@ -80,7 +81,9 @@ class Probe:
         self._state = StepState()
         self._bad_scalars: set[str] = set()
         self._optimizer_hooks = optimizer_hooks
-        self._session = RunSession(self.out_dir, exist, self.config.store)
+        self.cpu = ThreadCpu()  # gradprobe's threads (their CPU time is gradprobe's cost too)
+        self._own_seconds = 0.0  # the training thread's time in gradprobe, all steps
+        self._session = RunSession(self.out_dir, exist, self.config.store, self.cpu)
         self._steps.update(self._session.first_steps)  # an appended run continues its step numbers
         try:
             self._start(model, rules, actions, observers)
@@ -96,11 +99,11 @@ class Probe:
         self.distributed = resolve_mode(self.config.distributed, model, self.world_size)
         if self.distributed != "off" and self.rank != 0:  # rank 0 sees every rank's statistics:
             rules, actions = [], None  # it alone runs the rules and acts; a stop reaches all (stop.py)
-        self._watch = Watch(rules, actions, self._session.event, self.out_dir)
+        self._watch = Watch(rules, actions, self._session.event, self.out_dir, self.cpu)
         self.engine = self._watch.engine
         self._consumer = Consumer(self._session.writer.write, [*observers, *self._watch.observers],
                                   max_items=self.config.max_queued_items,
-                                  max_wait_seconds=self.config.max_queue_wait_seconds)
+                                  max_wait_seconds=self.config.max_queue_wait_seconds, cpu=self.cpu)
         self._capture = TensorCapture(model, self.config, self._consumer, self._session.event)
         self._capture.loss_scale = LossScale(self.scaler)
         if self.distributed != "off":
@@ -110,7 +113,7 @@ class Probe:
         self.profiler = Profiler(self.config.profiler, model=model, optimizers=self.optimizers, run_dir=self.out_dir,
                                  rank=self.rank, world_size=self.world_size, writer=self._session.writer,
                                  event=self._session.event, engine=self.engine, actions=actions or (),
-                                 overhead=lambda: self._state.overhead)
+                                 overhead=lambda: self._state.overhead, cpu=self.cpu)
         self._timer = self.profiler.timer
         self._inputs_wanted = bool(self.config.token_ids) and any(c.kind == "input" for c in self.config.collections)
         self._hooks = ProbeHooks(model, self.optimizers, self.config, self, self._on_activations)
@@ -177,7 +180,9 @@ class Probe:
             self._capture.after_step(state, mode, step)
             item = scalar_item(mode, step, loss, losses, metrics, self.optimizers,
                                self.scaler or self._capture.loss_scale.scaler, self._bad_scalar)
-            item.values["gradprobe/overhead_ms"] = (state.overhead + time.perf_counter() - started) * 1e3
+            own = state.overhead + time.perf_counter() - started
+            item.values["gradprobe/overhead_ms"] = own * 1e3
+            self._own_seconds += own
             self._consumer.put(item)
         except Exception as error:  # recording must never break training
             self._record_failure("step", error)
@@ -275,6 +280,16 @@ class Probe:
             self._session.note("gradient_capture", self._capture.gradient_capture_notes)
         status = "failed" if error is not None else ("stopped" if self._should_stop else "completed")
         self._session.close(status, self._steps, error, self._consumer.dropped, timeout)
+        self._session.note("cost", self.cost())
+
+    def cost(self) -> dict[str, float]:
+        """gradprobe's own time so far: on the training thread (hooks and step(), per step) and the CPU of
+        its other threads (consumer, store writer, profiler, actions), in all and per training step."""
+        steps = max(1, self._steps["train"] - self._session.first_steps.get("train", 0))
+        threads = self.cpu.seconds()
+        return {"training_thread_seconds": self._own_seconds, "other_threads_cpu_seconds": threads,
+                "training_steps": float(steps), "training_thread_ms_per_step": 1e3 * self._own_seconds / steps,
+                "other_threads_cpu_ms_per_step": 1e3 * threads / steps}
 
     def __enter__(self) -> Probe:
         return self

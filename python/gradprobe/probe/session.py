@@ -22,12 +22,13 @@ from ..store.ownership import remove_gradprobe_entries
 from ..store.reader import open_run
 from ..store.schema import META_FILE
 from ..store.writer import prepare_run_dir, update_meta, write_json_atomic
+from ..thread_cpu import ThreadCpu
 from .config import MODES
 from .meta import ParameterGroups, build_meta, parameter_records
 
 
 class RunSession:
-    def __init__(self, out_dir: Path, exist: str, store: StoreConfig) -> None:
+    def __init__(self, out_dir: Path, exist: str, store: StoreConfig, cpu: ThreadCpu | None = None) -> None:
         self.out_dir = out_dir
         self.rank, self.world_size = distributed_rank()
         self._fresh = not (out_dir / META_FILE).exists()
@@ -35,7 +36,7 @@ class RunSession:
         self._fresh = self._fresh or exist == "overwrite"
         # Before the writer exists: its own parts must not count.
         self.first_steps = dict.fromkeys(MODES, 0) if self._fresh else next_steps(out_dir)
-        self.writer = RunWriter(out_dir, self.rank, store)
+        self.writer = RunWriter(out_dir, self.rank, store, cpu)
         self._restore_on_abandon: dict[str, Any] = {}  # meta.json fields an abandoned append puts back
 
     def write_meta(self, model: torch.nn.Module, groups: ParameterGroups, config: Mapping[str, Any],

@@ -10,18 +10,19 @@ from typing import Any
 from ..actions import Action, ActionContext, ActionRunner
 from ..records import ModelFacts
 from ..rules import Finding, Rule, RuleEngine, resolve
+from ..thread_cpu import ThreadCpu
 
 
 class Watch:
     def __init__(self, rules: Iterable[Rule] | str | None, actions: Iterable[Action] | None,
-                 emit: Callable[[dict[str, Any]], None], run_dir: Path) -> None:
+                 emit: Callable[[dict[str, Any]], None], run_dir: Path, cpu: ThreadCpu | None = None) -> None:
         rule_list = resolve(rules) if rules is None or isinstance(rules, str) else list(rules)
         action_list = list(actions or ())
         self.engine: RuleEngine | None = None
         self._actions: ActionRunner | None = None
         if rule_list or action_list:
-            self._actions = ActionRunner(action_list, emit, ActionContext(run_dir, self.request_stop))
-            self.engine = RuleEngine(rule_list, emit=emit, on_finding=self._actions.submit)
+            self._actions = ActionRunner(action_list, emit, ActionContext(run_dir, self.request_stop), cpu=cpu)
+            self.engine = RuleEngine(rule_list, emit=emit, on_finding=self._actions.submit, cpu=cpu)
 
     @property
     def observers(self) -> list[RuleEngine]:

@@ -30,6 +30,7 @@ from ..rules import RuleEngine
 from ..store import RunWriter
 from ..store.schema import PHASE_COLUMNS, PHASES_SCHEMA, SYSTEM_SCHEMA
 from ..store.writer import update_meta
+from ..thread_cpu import ThreadCpu
 from .capture import CaptureSteps, DeepCapture
 from .config import ProfilerConfig
 from .loader import LoaderPatch
@@ -71,7 +72,7 @@ class Profiler:
     def __init__(self, config: ProfilerConfig, *, model: torch.nn.Module,
                  optimizers: Sequence[torch.optim.Optimizer], run_dir: Path, rank: int, world_size: int,
                  writer: RunWriter, event: Event, engine: RuleEngine | None, actions: Iterable[Any] = (),
-                 overhead: Callable[[], float] = lambda: 0.0) -> None:
+                 overhead: Callable[[], float] = lambda: 0.0, cpu: ThreadCpu | None = None) -> None:
         self.config = config
         self.node, self.rank = socket.gethostname(), rank
         self._writer, self._event, self._engine, self._run_dir = writer, event, engine, run_dir
@@ -90,7 +91,8 @@ class Profiler:
         self._sampler: SystemSampler | None = None
         self._exchange: RankExchange | None = None
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="gradprobe-profiler", daemon=True)
+        self._cpu = cpu or ThreadCpu()
+        self._thread = self._cpu.thread(self._run, "gradprobe-profiler")
         try:
             self._start(config, model, optimizers, devices, rank, world_size, run_dir, event, actions, overhead)
         except BaseException:  # a failed start leaves torch as it found it

@@ -76,7 +76,10 @@ def _overhead(data: RunData) -> str:
     times = np.sort(data.scalars[data.scalars["mode"] == "train"].groupby("step")["time"].min().to_numpy())
     step_ms = float(np.median(np.diff(times))) * 1e3 if len(times) > 2 else math.nan
     share = f", {100 * per_step / step_ms:.1f}% of the median step ({step_ms:.1f} ms)" if step_ms > 0 else ""
-    return f"median {per_step:.2f} ms per step on the training thread{share}"
+    threads = (data.run.meta.get("cost") or {}).get("other_threads_cpu_ms_per_step")
+    others = (f"; {float(threads):.2f} ms of CPU per step on gradprobe's other threads"
+              if isinstance(threads, (int, float)) and math.isfinite(threads) else "")
+    return f"median {per_step:.2f} ms per step on the training thread{share}{others}"
 
 
 def _last_time(data: RunData) -> float:

@@ -10,13 +10,31 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
-from ..records import LoaderRecord, PhaseRecord, RanksRecord, ScalarRecord, StartupRecord, StatsRecord, SystemRecord
+from ..records import (
+    InputRecord,
+    LoaderRecord,
+    PhaseRecord,
+    PredictionRecord,
+    RanksRecord,
+    ScalarRecord,
+    StartupRecord,
+    StatsRecord,
+    SystemRecord,
+)
+
+# The record each hook takes (the engine gives a rule only the records of the hooks it overrides).
+HOOKS: dict[type, str] = {StatsRecord: "on_stats", ScalarRecord: "on_scalars", InputRecord: "on_inputs",
+                          PredictionRecord: "on_predictions", SystemRecord: "on_system", PhaseRecord: "on_phases",
+                          LoaderRecord: "on_loader", StartupRecord: "on_startup", RanksRecord: "on_ranks"}
+# A batch's records, as a rule gets them.
+BatchRecord = StatsRecord | ScalarRecord | InputRecord | PredictionRecord | SystemRecord | PhaseRecord | LoaderRecord \
+    | StartupRecord | RanksRecord
 
 
 class Severity(enum.IntEnum):
@@ -72,7 +90,25 @@ class Rule:
 
     code: ClassVar[str] = ""
     default_severity: ClassVar[Severity] = Severity.WARNING
+    # The statistics kinds on_stats reads (None: every kind); the engine gives it no other stats record.
+    stats_kinds: ClassVar[frozenset[str] | None] = None
     severity: Severity | None = None  # None: the rule's default severity
+
+    def reads(self, record: Any) -> bool:
+        """Whether this rule has a hook for the record (the engine skips it otherwise)."""
+        hook = HOOKS.get(type(record))
+        if hook is None or getattr(type(self), hook) is getattr(Rule, hook):
+            return False
+        return not isinstance(record, StatsRecord) or self.stats_kinds is None or record.kind in self.stats_kinds
+
+    def on_records(self, records: Sequence[BatchRecord]) -> list[Finding]:
+        """Several records in order, all of which this rule reads (a consumer batch, or a stored run):
+        one hook call each by default. A rule on every step's path may override it to work on many
+        steps at once, as long as its findings are exactly those of the calls one by one."""
+        found: list[Finding] = []
+        for record in records:
+            found += _call(self, record) or []
+        return found
 
     def on_stats(self, record: StatsRecord) -> list[Finding]:
         return []
@@ -135,6 +171,15 @@ class Rule:
             setattr(self, key, _restore_like(current, value))
 
 
+def _call(rule: Rule, record: BatchRecord) -> list[Finding]:
+    if isinstance(record, InputRecord):
+        return rule.on_inputs(record.step, record.mode, record.counts, record.total)
+    if isinstance(record, PredictionRecord):
+        return rule.on_predictions(record.step, record.mode, record.labels, record.predictions)
+    hook: list[Finding] = getattr(rule, HOOKS[type(record)])(record)
+    return hook
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
@@ -161,3 +206,18 @@ def per_row(record: StatsRecord, present_only: bool = True) -> np.ndarray:
     """Rows with a tensor and at least one element."""
     rows = record.present & (record.stats.numel > 0) if present_only else record.stats.numel >= 0
     return np.flatnonzero(rows)
+
+
+def same_rows_runs(records: Sequence[StatsRecord]) -> list[tuple[list[StatsRecord], np.ndarray]]:
+    """Consecutive records with the same names object and the same rows with a tensor (per_row),
+    each run with those rows: what a rule can work on as one (steps x tensors) array."""
+    runs: list[tuple[list[StatsRecord], np.ndarray]] = []
+    for record in records:
+        rows = per_row(record)
+        last = runs[-1][0][-1] if runs else None
+        if last is not None and (last.names is record.names or list(last.names) == list(record.names)) \
+                and np.array_equal(runs[-1][1], rows):
+            runs[-1][0].append(record)
+        else:
+            runs.append(([record], rows))
+    return runs

@@ -12,7 +12,7 @@ import threading
 import time
 import traceback
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from ..records import (
@@ -28,7 +28,8 @@ from ..records import (
     StatsRecord,
     SystemRecord,
 )
-from .base import Finding, Rule, Severity
+from ..thread_cpu import ThreadCpu
+from .base import HOOKS, BatchRecord, Finding, Rule, Severity
 from .system import StalledTraining
 
 Emit = Callable[[dict[str, Any]], None]
@@ -46,7 +47,8 @@ class RuleEngine:
 
     def __init__(self, rules: Iterable[Rule], *, emit: Emit | None = None, facts: ModelFacts | None = None,
                  on_finding: Callable[[Finding], None] | None = None, repeat_after: int = 1_000_000,
-                 tick_seconds: float | None = None) -> None:
+                 tick_seconds: float | None = None, cpu: ThreadCpu | None = None) -> None:
+        self._cpu = cpu or ThreadCpu()
         self.rules: list[Rule] = list(rules)
         self.findings: list[Finding] = []
         self.repeat_after = repeat_after
@@ -54,6 +56,7 @@ class RuleEngine:
         self._emit = emit
         self._on_finding = on_finding
         self._seen: dict[FindingKey, int] = {}
+        self._routes: dict[tuple[type, str | None], list[int]] = {}
         self._lock = threading.Lock()
         self._last_step: tuple[int, str] = (0, "train")
         self._last_step_time: float | None = None
@@ -65,33 +68,59 @@ class RuleEngine:
             self.give_facts(facts)
 
     # -- records (any thread; live: the consumer thread) -----------------------------------------
+    def on_records(self, records: Sequence[BatchRecord]) -> list[Finding]:
+        """A batch of records in order (the consumer's, a stored run's): each rule gets, in one call, the
+        ones it reads (Rule.on_records). Findings are emitted in record order, as one call per record would."""
+        mine: list[list[BatchRecord]] = [[] for _ in self.rules]
+        for record in records:
+            for index in self._readers(record):
+                mine[index].append(record)
+        produced: list[tuple[int, Finding]] = []
+        for index, (rule, its) in enumerate(zip(self.rules, mine)):
+            if its:
+                produced += [(index, f) for f in self._call_rule(rule, "on_records", its)]
+        if len(records) > 1:  # rule-major to record-major: by the first record of each finding's step
+            first: dict[tuple[str, int], int] = {}
+            for position, record in enumerate(records):
+                first.setdefault((getattr(record, "mode", ""), getattr(record, "step", -1)), position)
+            produced.sort(key=lambda pair: (first.get((pair[1].mode, pair[1].step), len(records)), pair[0]))
+        return self._report([f for _, f in produced])
+
     def on_stats(self, record: StatsRecord) -> None:
-        self._run("on_stats", record)
+        self.on_records([record])
 
     def on_scalars(self, record: ScalarRecord) -> None:
-        self._run("on_scalars", record)
+        self.on_records([record])
 
     def on_inputs(self, record: InputRecord) -> None:
-        self._run("on_inputs", record.step, record.mode, record.counts, record.total)
+        self.on_records([record])
 
     def on_predictions(self, record: PredictionRecord) -> None:
-        self._run("on_predictions", record.step, record.mode, record.labels, record.predictions)
+        self.on_records([record])
 
     # The profiler's records (live: the profiler thread and the training thread).
     def on_system(self, record: SystemRecord) -> None:
-        self._run("on_system", record)
+        self.on_records([record])
 
     def on_phases(self, record: PhaseRecord) -> None:
-        self._run("on_phases", record)
+        self.on_records([record])
 
     def on_loader(self, record: LoaderRecord) -> None:
-        self._run("on_loader", record)
+        self.on_records([record])
 
     def on_startup(self, record: StartupRecord) -> None:
-        self._run("on_startup", record)
+        self.on_records([record])
 
     def on_ranks(self, record: RanksRecord) -> None:
-        self._run("on_ranks", record)
+        self.on_records([record])
+
+    def _readers(self, record: BatchRecord) -> list[int]:
+        """Which rules read a record (worked out once per record type and statistics kind)."""
+        key = (type(record), record.kind if isinstance(record, StatsRecord) else None)
+        readers = self._routes.get(key)
+        if readers is None:
+            readers = self._routes[key] = [i for i, rule in enumerate(self.rules) if rule.reads(record)]
+        return readers
 
     def give_facts(self, facts: ModelFacts) -> None:
         """Rules that need parameter shapes or module types get them unless given explicitly."""
@@ -102,22 +131,22 @@ class RuleEngine:
                 rule.module_types = dict(facts.module_types)
 
     def replay(self, records: Iterable[Record]) -> list[Finding]:
-        """Runs the rules over records in order (a stored run's `records()`); returns the findings."""
+        """Runs the rules over records in order (a stored run's `records()`); returns the findings.
+        Records go to the rules in batches, as the consumer sends them live: the same findings."""
+        batch: list[BatchRecord] = []
         for record in records:
-            if isinstance(record, StatsRecord):
-                self.on_stats(record)
-            elif isinstance(record, ScalarRecord):
-                self.on_scalars(record)
-            elif isinstance(record, InputRecord):
-                self.on_inputs(record)
-            elif isinstance(record, PredictionRecord):
-                self.on_predictions(record)
-            elif isinstance(record, ModelFacts):
+            if isinstance(record, ModelFacts):
+                self.on_records(batch)
+                batch = []
                 self.give_facts(record)
-            elif type(record) in _PROFILER_HOOKS:
-                self._run(_PROFILER_HOOKS[type(record)], record)
+            elif type(record) in HOOKS:
+                batch.append(record)
+                if len(batch) >= REPLAY_BATCH:
+                    self.on_records(batch)
+                    batch = []
             else:
                 raise TypeError(f"replay: not a record: {type(record).__name__}")
+        self.on_records(batch)
         self.close()
         return list(self.findings)
 
@@ -127,8 +156,7 @@ class RuleEngine:
         self._last_step_time = time.time()
         self._last_step = (step, mode)
         if self._tick is None and self._tick_interval is not None and not self._closed.is_set():
-            self._tick = threading.Thread(target=self._tick_loop, args=(self._tick_interval,),
-                                          name="gradprobe-clock", daemon=True)
+            self._tick = self._cpu.thread(self._tick_loop, "gradprobe-clock", (self._tick_interval,))
             self._tick.start()
 
     def request_stop(self, reason: str) -> None:
@@ -154,18 +182,23 @@ class RuleEngine:
 
     # -- internals ----------------------------------------------------------------------------------
     def _run(self, method: str, *args: Any) -> list[Finding]:
-        new: list[Finding] = []
+        produced: list[Finding] = []
         for rule in self.rules:
-            try:
-                produced = getattr(rule, method)(*args) or []
-            except Exception:
-                self._event({"type": "rule_error", "rule": rule.name, "error": traceback.format_exc(limit=3)})
-                warnings.warn(f"gradprobe: rule {rule.name} failed and was skipped:\n{traceback.format_exc(limit=3)}",
-                              RuntimeWarning, stacklevel=2)
-                continue
-            for finding in produced:
-                if self._is_new(finding):
-                    new.append(finding)
+            produced += self._call_rule(rule, method, *args)
+        return self._report(produced)
+
+    def _call_rule(self, rule: Rule, method: str, *args: Any) -> list[Finding]:
+        try:
+            return list(getattr(rule, method)(*args) or [])
+        except Exception:
+            self._event({"type": "rule_error", "rule": rule.name, "error": traceback.format_exc(limit=3)})
+            warnings.warn(f"gradprobe: rule {rule.name} failed and was skipped:\n{traceback.format_exc(limit=3)}",
+                          RuntimeWarning, stacklevel=3)
+            return []
+
+    def _report(self, produced: list[Finding]) -> list[Finding]:
+        """Emits and hands on the findings that are not repeats."""
+        new = [finding for finding in produced if self._is_new(finding)]
         for finding in new:
             self._event(finding.to_event())
             if self._on_finding is not None:
@@ -191,8 +224,8 @@ class RuleEngine:
             self._run("on_tick", time.time(), self._last_step_time, step, mode)
 
 
-_PROFILER_HOOKS: dict[type, str] = {SystemRecord: "on_system", PhaseRecord: "on_phases", LoaderRecord: "on_loader",
-                                    StartupRecord: "on_startup", RanksRecord: "on_ranks"}
+# Records a stored run's replay hands to the rules at once (live, the consumer's batches).
+REPLAY_BATCH = 256
 
 
 def at_least(findings: Iterable[Finding], severity: Severity | str) -> list[Finding]:

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..records import ScalarRecord, StatsRecord
 from ..stats._layout import HIST_EXP_MIN
-from .base import Finding, Rule, Severity, per_row
+from .base import BatchRecord, Finding, Rule, Severity, per_row, same_rows_runs
 from .recent import RecentValues
 
 _TOTAL = ("<total>",)  # the total gradient norm's name in the state
@@ -44,6 +44,7 @@ class VanishingGradient(Rule):
 
     code = "GP101"
     default_severity = Severity.ERROR
+    stats_kinds = frozenset({"grad", "update"})
     peer_ratio: float = 1e-5
     history_ratio: float = 1e-3
     history: int = 10
@@ -53,15 +54,14 @@ class VanishingGradient(Rule):
     converged_fraction: float = 0.01
     loss: str = "loss"
     exclude: tuple[str, ...] = (r"bias$",)  # regexes over tensor names
-    _early: dict[str, list[float]] = field(default_factory=dict, repr=False)  # layer -> its first scales
-    _early_median: dict[str, float] = field(default_factory=dict, repr=False)  # layer -> median of _early, once full
+    _layers: LayerState = field(init=False, repr=False)  # per layer: early scales, streak, movement, report
     _included_cache: tuple[Any, np.ndarray] = field(default=(None, np.zeros(0, bool)), repr=False, compare=False)
-    _streak: dict[str, int] = field(default_factory=dict, repr=False)
-    _moving: dict[str, float] = field(default_factory=dict, repr=False)  # layer -> its last update/weight ratio
     _early_loss: list[float] = field(default_factory=list, repr=False)
     _last_loss: float = math.nan
-    _reported: dict[str, int] = field(default_factory=dict, repr=False)
     _converged_reported: int = -1
+
+    def __post_init__(self) -> None:
+        self._layers = LayerState(self.history)
 
     def on_scalars(self, record: ScalarRecord) -> list[Finding]:
         value = record.values.get(self.loss)
@@ -72,10 +72,11 @@ class VanishingGradient(Rule):
         return []
 
     def on_stats(self, record: StatsRecord) -> list[Finding]:
+        layers = self._layers
         if record.kind == "update" and record.ratio is not None:
-            for i in per_row(record):
-                if math.isfinite(record.ratio[i]):
-                    self._moving[record.names[i]] = float(record.ratio[i])
+            rows = per_row(record)
+            rows = rows[np.isfinite(record.ratio[rows])]
+            layers.moving[layers.rows(record.names)[rows]] = record.ratio[rows]
             return []
         if record.kind != "grad":
             return []
@@ -87,26 +88,16 @@ class VanishingGradient(Rule):
             return []
         scale = record.stats.l1[rows] / nonzero
         peers = float(np.max(scale))
-        low = []
-        for i, s in zip(rows.tolist(), scale.tolist()):
-            name = record.names[i]
-            own = self._early_median.get(name)
-            if own is None:  # the median of the first `history` scales, taken once they are all in
-                early = self._early.setdefault(name, [])
-                own = 0.0
-                if len(early) >= self.history:
-                    own = self._early_median[name] = float(np.median(early))
-                else:
-                    early.append(s)
-            vanished = s < self.peer_ratio * peers or s < self.history_ratio * own or s < self.threshold
-            moving = self._moving.get(name, 0.0) > self.max_update_ratio
-            self._streak[name] = self._streak.get(name, 0) + 1 if vanished and not moving else 0
-            if self._streak[name] >= self.patience and name not in self._reported:
-                low.append((name, s))
-        if not low:
+        at = layers.rows(record.names)[rows]
+        own = layers.early_median(at, scale)  # 0 until a layer's first `history` scales are in
+        vanished = (scale < self.peer_ratio * peers) | (scale < self.history_ratio * own) | (scale < self.threshold)
+        moving = layers.moving[at] > self.max_update_ratio
+        layers.streak[at] = np.where(vanished & ~moving, layers.streak[at] + 1, 0)
+        low = (layers.streak[at] >= self.patience) & (layers.reported[at] < 0)
+        if not low.any():
             return []
-        names = [n for n, _ in low]
-        worst = min(s for _, s in low)
+        names = [record.names[i] for i in rows[low]]
+        worst = float(np.min(scale[low]))
         early_loss = float(np.median(self._early_loss)) if self._early_loss else math.nan
         if abs(self._last_loss) <= self.converged_fraction * abs(early_loss):
             if self._converged_reported >= 0:
@@ -119,8 +110,7 @@ class VanishingGradient(Rule):
                 f"converged on its training data; this is not a vanishing-gradient problem. Next: watch the "
                 f"validation loss for overfitting, or stop here", names, smallest_mean_abs=worst,
                 loss=self._last_loss), severity=Severity.INFO if self.severity is None else self.severity)]
-        for name in names:
-            self._reported[name] = record.step
+        layers.reported[at[low]] = record.step
         still = f" while the {self.loss} is still {self._last_loss:.3g}" if math.isfinite(self._last_loss) else ""
         return [self.finding(record.step, record.mode,
                              f"gradients of {_describe(names)} vanished at step {record.step}: mean |g| "
@@ -130,6 +120,22 @@ class VanishingGradient(Rule):
                              f"activations (sigmoid/tanh) or a tiny initialisation below these layers; use "
                              f"ReLU/GELU, normalisation or residual connections", names,
                              smallest_mean_abs=worst, peers=peers, layers=len(names))]
+
+    # The state keeps its earlier JSON form (layer name -> values).
+    def state_dict(self) -> dict[str, Any]:
+        return {**self._layers.state(), "_early_loss": list(self._early_loss), "_last_loss": self._last_loss,
+                "_converged_reported": self._converged_reported}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        unknown = set(state) - {"_early", "_early_median", "_streak", "_moving", "_reported", "_early_loss",
+                                "_last_loss", "_converged_reported"}
+        if unknown:
+            raise KeyError(f"{self.name}: unknown state key {sorted(unknown)[0]!r}")
+        self._layers = LayerState(self.history)
+        self._layers.load(state)
+        self._early_loss = [float(v) for v in state.get("_early_loss", [])]
+        self._last_loss = float(state.get("_last_loss", math.nan))
+        self._converged_reported = int(state.get("_converged_reported", -1))
 
     def _included(self, names: Sequence[str]) -> np.ndarray:
         """Whether each name escapes `exclude`; worked out once per names object (reused every step)."""
@@ -172,41 +178,58 @@ class ExplodingGradient(Rule):
         self._recent = RecentValues(self.window)
         self._recent_total = RecentValues(self.window)
 
+    stats_kinds = frozenset({"grad"})
+
     def on_stats(self, record: StatsRecord) -> list[Finding]:
         if record.kind != "grad":
             return []
-        found = []
-        rows = per_row(record)
-        norms = record.stats.l2[rows]
+        return self._steps([record], per_row(record))
+
+    def on_records(self, records: Sequence[BatchRecord]) -> list[Finding]:
+        """Runs of steps with the same tensors present go through at once (exactly as one by one)."""
+        found: list[Finding] = []
+        for run, rows in same_rows_runs([r for r in records if isinstance(r, StatsRecord) and r.kind == "grad"]):
+            found += self._steps(run, rows)
+        return found
+
+    def _steps(self, records: Sequence[StatsRecord], rows: np.ndarray) -> list[Finding]:
+        names = records[0].names
+        norms = np.stack([record.stats.l2[rows] for record in records])  # (steps, tensors)
         with np.errstate(invalid="ignore"):
-            too_large = rows[np.isfinite(norms) & (norms > self.max_norm)].tolist()
-        if too_large:
-            names = [record.names[i] for i in too_large]
-            largest = float(np.max(record.stats.l2[too_large]))
-            found.append(self.finding(record.step, record.mode,
-                                      f"gradient norm of {_describe(names)} is {largest:.3g} at step {record.step} "
-                                      f"(above {self.max_norm:g}). Next: lower the learning rate or clip gradients "
-                                      f"(clip_grad_norm_)", names, largest_norm=largest))
-        factors = self._recent.growth(self._recent.rows(record.names)[rows], norms, self.growth, self.floor_fraction)
-        grown = [(record.names[i], float(f)) for i, f in zip(rows[~np.isnan(factors)], factors[~np.isnan(factors)])]
-        if grown:
-            names = [n for n, _ in grown]
-            found.append(self.finding(record.step, record.mode,
-                                      f"gradient norm of {_describe(names)} grew {max(f for _, f in grown):.0f}x "
-                                      f"its recent level at step {record.step}. Next: "
-                                      f"lower the learning rate or clip gradients (clip_grad_norm_)", names,
-                                      growth=max(f for _, f in grown)))
-        total = float(np.sqrt(np.sum(norms[np.isfinite(norms)] ** 2))) if len(rows) else math.nan
-        factor = float(self._recent_total.growth(self._recent_total.rows(_TOTAL), np.array([total]), self.total_growth,
-                                                 self.floor_fraction)[0])
-        self._total_above = self._total_above + 1 if not math.isnan(factor) else 0
-        if self._total_above == self.confirm:
-            found.append(self.finding(record.step, record.mode,
-                                      f"total gradient norm (before clipping) is {total:.3g} at step {record.step}, "
-                                      f"{factor:.0f}x its recent level, for "
-                                      f"{self.confirm} steps in a row. Next: lower the learning rate; clipping "
-                                      f"bounds the step, not the cause", (), total_norm=total,
-                                      growth=float(factor or 0.0)))
+            too_large = np.isfinite(norms) & (norms > self.max_norm)
+        factors = self._recent.growth_steps(self._recent.rows(names)[rows], norms, self.growth, self.floor_fraction)
+        finite = np.where(np.isfinite(norms), norms, 0.0)
+        totals = np.sqrt(np.sum(finite ** 2, axis=1)) if len(rows) else np.full(len(records), math.nan)
+        total_factors = self._recent_total.growth_steps(self._recent_total.rows(_TOTAL), totals[:, None],
+                                                        self.total_growth, self.floor_fraction)[:, 0]
+        found = []
+        for k, record in enumerate(records):
+            if too_large[k].any():
+                hit = rows[too_large[k]]
+                names_hit = [names[i] for i in hit]
+                largest = float(np.max(record.stats.l2[hit]))
+                found.append(self.finding(record.step, record.mode,
+                                          f"gradient norm of {_describe(names_hit)} is {largest:.3g} at step "
+                                          f"{record.step} (above {self.max_norm:g}). Next: lower the learning rate or "
+                                          f"clip gradients (clip_grad_norm_)", names_hit, largest_norm=largest))
+            grown = ~np.isnan(factors[k])
+            if grown.any():
+                names_grown = [names[i] for i in rows[grown]]
+                most = float(np.max(factors[k][grown]))
+                found.append(self.finding(record.step, record.mode,
+                                          f"gradient norm of {_describe(names_grown)} grew {most:.0f}x "
+                                          f"its recent level at step {record.step}. Next: "
+                                          f"lower the learning rate or clip gradients (clip_grad_norm_)", names_grown,
+                                          growth=most))
+            factor, total = float(total_factors[k]), float(totals[k])
+            self._total_above = self._total_above + 1 if not math.isnan(factor) else 0
+            if self._total_above == self.confirm:
+                found.append(self.finding(record.step, record.mode,
+                                          f"total gradient norm (before clipping) is {total:.3g} at step "
+                                          f"{record.step}, {factor:.0f}x its recent level, for "
+                                          f"{self.confirm} steps in a row. Next: lower the learning rate; clipping "
+                                          f"bounds the step, not the cause", (), total_norm=total,
+                                          growth=float(factor or 0.0)))
         return found
 
     # The state keeps its earlier JSON form: tensor (and "<total>") -> recent norms, -> highest median.
@@ -283,6 +306,83 @@ class LowPrecisionRange(Rule):
                                       f"skipped or turn to Inf. Next: lower the loss scale (GradScaler adjusts it) or "
                                       f"use bfloat16", (), overflow_share=over_share))
         return found
+
+
+class LayerState:
+    """VanishingGradient's memory of each layer, one NumPy row per name: its first `history` scales
+    and their median, its streak of vanished steps, its last update/weight ratio and the step it was
+    reported at; updated for all layers of a record at once (no Python per layer)."""
+
+    def __init__(self, history: int) -> None:
+        self.history = history
+        self._row: dict[str, int] = {}
+        self._names_seen: tuple[Sequence[str] | None, np.ndarray] = (None, np.zeros(0, np.int64))
+        self.early = np.zeros((0, history))
+        self.early_count = np.zeros(0, np.int64)
+        self.median = np.full(0, np.nan)  # NaN until the first `history` scales are in
+        self.streak = np.zeros(0, np.int64)
+        self.moving = np.zeros(0)
+        self.reported = np.zeros(0, np.int64)  # -1: not reported
+
+    def rows(self, names: Sequence[str]) -> np.ndarray:
+        seen, rows = self._names_seen
+        if seen is names:
+            return rows
+        new = [n for n in dict.fromkeys(names) if n not in self._row]
+        if new:
+            start = len(self._row)
+            self._row.update((n, start + k) for k, n in enumerate(new))
+            k = len(new)
+            self.early = np.vstack([self.early, np.zeros((k, self.history))])
+            self.early_count = np.concatenate([self.early_count, np.zeros(k, np.int64)])
+            self.median = np.concatenate([self.median, np.full(k, np.nan)])
+            self.streak = np.concatenate([self.streak, np.zeros(k, np.int64)])
+            self.moving = np.concatenate([self.moving, np.zeros(k)])
+            self.reported = np.concatenate([self.reported, np.full(k, -1, np.int64)])
+        rows = np.fromiter((self._row[n] for n in names), np.int64, len(names))
+        self._names_seen = (names, rows)
+        return rows
+
+    def early_median(self, rows: np.ndarray, scale: np.ndarray) -> np.ndarray:
+        """Each layer's median of its first `history` scales, taken once they are all in (0 before;
+        until then this step's scale joins them)."""
+        pending = np.isnan(self.median[rows])
+        full = pending & (self.early_count[rows] >= self.history)
+        if full.any():
+            self.median[rows[full]] = np.median(self.early[rows[full]], axis=1)
+        joins = pending & ~full
+        if joins.any():
+            self.early[rows[joins], self.early_count[rows[joins]]] = scale[joins]
+            self.early_count[rows[joins]] += 1
+        return np.where(np.isnan(self.median[rows]), 0.0, self.median[rows])
+
+    def state(self) -> dict[str, Any]:
+        names = list(self._row)
+        r = np.arange(len(names))
+        return {
+            "_early": {n: [float(v) for v in self.early[i, :self.early_count[i]]] for n, i in zip(names, r)
+                       if np.isnan(self.median[i])},
+            "_early_median": {n: float(self.median[i]) for n, i in zip(names, r) if not np.isnan(self.median[i])},
+            "_streak": {n: int(self.streak[i]) for n, i in zip(names, r)},
+            "_moving": {n: float(self.moving[i]) for n, i in zip(names, r) if self.moving[i] != 0},
+            "_reported": {n: int(self.reported[i]) for n, i in zip(names, r) if self.reported[i] >= 0},
+        }
+
+    def load(self, state: Mapping[str, Any]) -> None:
+        names = list(dict.fromkeys([*state.get("_early", {}), *state.get("_early_median", {}),
+                                    *state.get("_streak", {}), *state.get("_moving", {}), *state.get("_reported", {})]))
+        rows = self.rows(names)
+        for name, i in zip(names, rows.tolist()):
+            early = [float(v) for v in state.get("_early", {}).get(name, [])][:self.history]
+            self.early[i, :len(early)] = early
+            self.early_count[i] = len(early)
+            if name in state.get("_early_median", {}):
+                self.median[i] = float(state["_early_median"][name])
+                self.early_count[i] = self.history
+            self.streak[i] = int(state.get("_streak", {}).get(name, 0))
+            self.moving[i] = float(state.get("_moving", {}).get(name, 0.0))
+            self.reported[i] = int(state.get("_reported", {}).get(name, -1))
+        self._names_seen = (None, np.zeros(0, np.int64))
 
 
 def _describe(names: list[str], limit: int = 4) -> str:

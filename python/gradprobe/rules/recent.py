@@ -49,20 +49,34 @@ class RecentValues:
 
         The baseline is the median of the row's finite recent values (at least max(2, window // 2)
         of them), but no less than `floor_fraction` of the highest such median seen so far."""
-        factor = np.full(len(rows), np.nan)
-        recent = self._values[rows]
-        count = np.count_nonzero(~np.isnan(recent), axis=1)
-        enough = (count >= max(2, self.window // 2)) & np.isfinite(values)
-        if enough.any():
-            median = _finite_median(recent[enough], count[enough])
-            peak = np.maximum(self._peak[rows[enough]], median)
-            self._peak[rows[enough]] = peak
-            baseline = np.maximum(median, floor_fraction * peak)
-            value = values[enough]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                factor[enough] = np.where((baseline > 0) & (value > growth * baseline), value / baseline, np.nan)
-        self.append(rows, values)
+        factor: np.ndarray = self.growth_steps(rows, values[None, :], growth, floor_fraction)[0]
         return factor
+
+    def growth_steps(self, rows: np.ndarray, values: np.ndarray, growth: float, floor_fraction: float) -> np.ndarray:
+        """`growth` for several steps at once: values (steps, len(rows)), the result likewise; exactly what
+        one call per step gives (each step's window is the `window` values before it)."""
+        steps, window = values.shape[0], self.window
+        clean = np.where(np.isfinite(values), values, np.nan).T  # (rows, steps); non-finite: missing
+        chronological = (self._next[rows][:, None] + np.arange(window)) % window  # oldest first
+        sequence = np.concatenate([self._values[rows[:, None], chronological], clean], axis=1)
+        recent = np.lib.stride_tricks.sliding_window_view(sequence, window, axis=1)[:, :steps]  # (rows, steps, window)
+        count = np.count_nonzero(~np.isnan(recent), axis=2)
+        enough = (count >= max(2, window // 2)) & ~np.isnan(clean)
+        ordered = np.sort(recent, axis=2)  # NaN sorts last
+        below = np.take_along_axis(ordered, np.maximum(count - 1, 0)[..., None] // 2, axis=2)[..., 0]
+        above = np.take_along_axis(ordered, np.minimum(count // 2, window - 1)[..., None], axis=2)[..., 0]
+        median = np.where(enough, 0.5 * (below + above), 0.0)
+        # The highest median so far, step by step (medians of magnitudes are >= 0, as the peak starts).
+        peak = np.maximum.accumulate(np.concatenate([self._peak[rows][:, None], median], axis=1), axis=1)[:, 1:]
+        baseline = np.maximum(median, floor_fraction * peak)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            factor = np.where(enough & (baseline > 0) & (clean > growth * baseline), clean / baseline, np.nan)
+        self._peak[rows] = peak[:, -1]
+        self._values[rows] = sequence[:, -window:]
+        self._next[rows] = 0
+        self._count[rows] = np.minimum(self._count[rows] + steps, window)
+        result: np.ndarray = factor.T
+        return result
 
     def append(self, rows: np.ndarray, values: np.ndarray) -> None:
         slots = self._next[rows]
@@ -91,11 +105,3 @@ class RecentValues:
                 self.append(np.array([row]), np.array([value]))
             self._peak[row] = float(peak.get(name, 0.0))
 
-
-def _finite_median(values: np.ndarray, count: np.ndarray) -> np.ndarray:
-    """Median of each row's first `count` values once sorted (NaN sorts last): np.nanmedian's
-    result without its masked-array path, which costs ~10x more on small rows."""
-    ordered = np.sort(values, axis=1)
-    index = np.arange(len(values))
-    median: np.ndarray = 0.5 * (ordered[index, (count - 1) // 2] + ordered[index, count // 2])
-    return median

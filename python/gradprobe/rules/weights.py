@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +12,9 @@ import numpy as np
 from ..records import StatsRecord
 from .base import Finding, Rule, Severity, per_row
 from .gradients import _describe
+
+# What UnchangedTensor compares between two recorded steps.
+_SIGNATURE = ("l2", "l1", "min", "max", "mean", "std")
 
 
 @dataclass
@@ -115,34 +118,72 @@ class UnchangedTensor(Rule):
     """
 
     code = "GP112"
+    stats_kinds = frozenset({"weight"})
     num_steps: int = 3
-    _streak: dict[str, int] = field(default_factory=dict, repr=False)
-    _last: dict[str, list[float]] = field(default_factory=dict, repr=False)
-    _reported: dict[Any, int] = field(default_factory=dict, repr=False)
+    _rows: dict[str, int] = field(default_factory=dict, repr=False)  # name -> row of the arrays below
+    _last: np.ndarray = field(default_factory=lambda: np.zeros((0, len(_SIGNATURE))), repr=False)
+    _streak: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
+    _reported: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)  # -1: not reported
+    _names_seen: tuple[Any, np.ndarray] = field(default=(None, np.zeros(0, np.int64)), repr=False, compare=False)
 
     def on_stats(self, record: StatsRecord) -> list[Finding]:
         if record.kind != "weight":
             return []
-        unchanged = []
-        for i in per_row(record):
-            name = record.names[i]
-            signature = [float(getattr(record.stats, f)[i]) for f in ("l2", "l1", "min", "max", "mean", "std")]
-            if self._last.get(name) == signature:
-                self._streak[name] = self._streak.get(name, 0) + 1
-            else:
-                self._streak[name] = 0
-                self._reported.pop(name, None)
-            self._last[name] = signature
-            if self._streak[name] >= self.num_steps and name not in self._reported:
-                self._reported[name] = record.step
-                unchanged.append(name)
-        if not unchanged:
+        rows = per_row(record)
+        at = self._rows_of(record.names)[rows]
+        signature = np.stack([getattr(record.stats, f)[rows] for f in _SIGNATURE], axis=1)
+        same = np.all(signature == self._last[at], axis=1)  # NaN never equals: a NaN weight is not "unchanged"
+        self._streak[at] = np.where(same, self._streak[at] + 1, 0)
+        self._reported[at[~same]] = -1
+        self._last[at] = signature
+        new = (self._streak[at] >= self.num_steps) & (self._reported[at] < 0)
+        if not new.any():
             return []
+        self._reported[at[new]] = record.step
+        unchanged = [record.names[i] for i in rows[new]]
         return [self.finding(record.step, record.mode,
                              f"{_describe(unchanged)} unchanged for {self.num_steps} steps (at step {record.step}): "
                              f"not being trained. Next: compare model.parameters() with the optimizer's "
                              f"param_groups; check requires_grad and the learning rate", unchanged,
                              steps=self.num_steps, layers=len(unchanged))]
+
+    def _rows_of(self, names: Sequence[str]) -> np.ndarray:
+        seen, rows = self._names_seen
+        if seen is names:
+            return rows
+        new = [n for n in dict.fromkeys(names) if n not in self._rows]
+        if new:
+            start = len(self._rows)
+            self._rows.update((n, start + k) for k, n in enumerate(new))
+            self._last = np.vstack([self._last, np.full((len(new), len(_SIGNATURE)), np.nan)])
+            self._streak = np.concatenate([self._streak, np.zeros(len(new), np.int64)])
+            self._reported = np.concatenate([self._reported, np.full(len(new), -1, np.int64)])
+        rows = np.fromiter((self._rows[n] for n in names), np.int64, len(names))
+        self._names_seen = (names, rows)
+        return rows
+
+    # The state keeps its earlier JSON form: name -> streak, -> last signature, -> step reported.
+    def state_dict(self) -> dict[str, Any]:
+        names = list(self._rows)
+        return {"_streak": {n: int(self._streak[i]) for i, n in enumerate(names)},
+                "_last": {n: [float(v) for v in self._last[i]] for i, n in enumerate(names)},
+                "_reported": {n: int(self._reported[i]) for i, n in enumerate(names) if self._reported[i] >= 0}}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        unknown = set(state) - {"_streak", "_last", "_reported"}
+        if unknown:
+            raise KeyError(f"{self.name}: unknown state key {sorted(unknown)[0]!r}")
+        names = list(dict.fromkeys([*state.get("_streak", {}), *state.get("_last", {}), *state.get("_reported", {})]))
+        self._rows, self._names_seen = {}, (None, np.zeros(0, np.int64))
+        self._last, self._streak = np.zeros((0, len(_SIGNATURE))), np.zeros(0, np.int64)
+        self._reported = np.zeros(0, np.int64)
+        rows = self._rows_of(names)
+        for name, i in zip(names, rows.tolist()):
+            self._streak[i] = int(state.get("_streak", {}).get(name, 0))
+            last = state.get("_last", {}).get(name)
+            if last is not None:
+                self._last[i] = [float(v) for v in last]
+            self._reported[i] = int(state.get("_reported", {}).get(name, -1))
 
 
 @dataclass

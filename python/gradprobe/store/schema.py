@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute
 
 from ..stats import COUNT_FIELDS, FIELDS
+from ..stats.histograms import sparse_hist_rows
 
 SCHEMA_VERSION = 1
 TABLES: tuple[str, ...] = ("stats", "scalars", "inputs", "system", "phases")
@@ -63,16 +64,8 @@ def compact_hist(hist: np.ndarray | None, n: int) -> tuple[pa.Array, pa.Array]:
     """(hist_lo, hist) columns: each row's counts from its first to its last non-zero bin."""
     if hist is None:
         return pa.nulls(n, pa.int16()), pa.nulls(n, pa.list_(pa.int64()))
-    hist = np.asarray(hist, dtype=np.int64)
-    nonzero = hist > 0
-    any_nonzero = nonzero.any(axis=1)
-    bins = hist.shape[1]
-    lo = np.where(any_nonzero, nonzero.argmax(axis=1), 0)
-    hi = np.where(any_nonzero, bins - nonzero[:, ::-1].argmax(axis=1), 0)
-    columns = np.arange(bins)
-    keep = (columns >= lo[:, None]) & (columns < hi[:, None])
-    offsets = np.concatenate(([0], np.cumsum(hi - lo))).astype(np.int32)
-    return pa.array(lo.astype(np.int16)), pa.ListArray.from_arrays(pa.array(offsets), pa.array(hist[keep]))
+    lo, offsets, values = sparse_hist_rows(hist)
+    return pa.array(lo), pa.ListArray.from_arrays(pa.array(offsets), pa.array(values))
 
 
 def expand_hist(lo: np.ndarray, lists: pa.Array | pa.ChunkedArray, bins: int) -> np.ndarray:

@@ -76,8 +76,9 @@ def summary(demo: DemoResult) -> list[str]:
         lines.append("findings: none (no rule fired: a healthy run)")
     if result.stop_reason:
         lines.append(f"stopped early: {result.stop_reason}")
-    lines.append(f"gradprobe's cost: median {result.own_ms:.1f} ms per step = "
-                 f"{100 * result.own_ms / result.step_ms:.1f}% of a {result.step_ms:.0f} ms training step")
+    lines.append(f"gradprobe's cost: median {result.own_ms:.1f} ms per step on the training thread = "
+                 f"{100 * result.own_ms / result.step_ms:.1f}% of a {result.step_ms:.0f} ms training step, and "
+                 f"{result.threads_ms:.1f} ms of CPU per step on its other threads (consumer, store, profiler)")
     lines.append(f"run directory: {result.run_dir}  (gradprobe show {result.run_dir})")
     if demo.report is not None:
         lines.append(f"report: {demo.report}")

@@ -111,7 +111,8 @@ class FinetuneResult:
     stop_reason: str | None = None
     seconds: float = 0.0
     samples_per_second: float = 0.0
-    own_ms: float = float("nan")
+    own_ms: float = float("nan")  # median per step, training thread
+    threads_ms: float = float("nan")  # mean CPU per step of gradprobe's other threads
     step_ms: float = float("nan")
     injected: Injection | None = None
     splits: Splits | None = None
@@ -233,8 +234,10 @@ def run_finetune(config: FinetuneConfig, log: Callable[[str], None] = print, sho
     for handle in handles:
         handle.remove()
     result.step_ms = 1e3 * float(np.median(step_seconds[1:] or step_seconds))
-    own = open_run(out_dir).scalars(["gradprobe/overhead_ms"], mode="train").value.to_numpy()
+    run = open_run(out_dir)
+    own = run.scalars(["gradprobe/overhead_ms"], mode="train").value.to_numpy()
     result.own_ms = float(np.median(own[1:])) if len(own) > 1 else float("nan")
+    result.threads_ms = float((run.meta.get("cost") or {}).get("other_threads_cpu_ms_per_step", float("nan")))
     _write_results(result)
     return result
 
