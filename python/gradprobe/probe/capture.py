@@ -43,7 +43,6 @@ class MeasuredGrads:
 
     item: StatsItem
     at_backward: int  # StepState.backward_ends when measured
-    versions: np.ndarray | None  # the gradients' (version, pointer) rows then, while needed
 
 
 @dataclass
@@ -154,12 +153,11 @@ class TensorCapture:
             return
         measured = state.measured
         if measured is not None and measured.at_backward == state.backward_ends:
-            changed = measured.versions is not None and self._changed_since(measured.versions)
             if measured.item.grad_scale is None:
-                measured.item.grad_scale = self.loss_scale.at_optimizer_step(optimizer, changed)
+                measured.item.grad_scale = self.loss_scale.at_optimizer_step(optimizer)
             state.measured = None
             state.grads_taken = True
-            self._consumer.put(measured.item)
+            self._consumer.put(measured.item, urgent=_nonfinite(measured.item))
             return
         if measured is not None:  # superseded by a later, unmeasured backward
             _discard_item(measured.item)
@@ -172,9 +170,9 @@ class TensorCapture:
             return
         state.measured = None
         if measured.item.grad_scale is None:
-            measured.item.grad_scale = self.loss_scale.at_optimizer_step(optimizer, False)
+            measured.item.grad_scale = self.loss_scale.at_optimizer_step(optimizer)
         state.grads_taken = True
-        self._consumer.put(measured.item)
+        self._consumer.put(measured.item, urgent=_nonfinite(measured.item))
         if changed:
             self._say_once("changed", step, "gradients changed in place between the backward that completed them "
                            "and the optimizer step, before gradprobe measured them (it expected another backward "
@@ -206,9 +204,6 @@ class TensorCapture:
     def _measure_grads(self, state: StepState, mode: str, step: int, at_backward: bool,
                        require_present: bool = False) -> None:
         due = self.plans.grad.due(mode, step)
-        # Versions first: they must describe the gradients as the pass reads them.
-        versions = (self.version_watch.versions("grad")
-                    if at_backward and (self.loss_scale.scaler is None and not self.loss_scale.searched) else None)
         # At a backward end the gradients still carry the loss scale; at the optimizer step a GradScaler
         # has unscaled them already (or left them to a fused optimizer: loss_scale.at_optimizer_step).
         scale = self.loss_scale.read() if at_backward else None
@@ -223,7 +218,7 @@ class TensorCapture:
         item = StatsItem(step, mode, "grad", launched.names, launched.names_arrow, launched.result_rows,
                          launched.pending, histogram=self.plans.grad.histogram(due), exchange=launched.exchange,
                          grad_scale=scale)
-        state.measured = MeasuredGrads(item, state.backward_ends, versions)
+        state.measured = MeasuredGrads(item, state.backward_ends)
 
     def before_optimizer_step(self, state: StepState, mode: str, step: int,
                               optimizer: torch.optim.Optimizer | None = None) -> None:
@@ -313,11 +308,11 @@ class TensorCapture:
         if self.distribution is None and self.plans.all_cpu and self.config.backend in (None, "cpu"):
             fast = selection.table.measure_cpu(attr, plan.histogram(due), self.config.cpu_threads)
             if fast is not None:  # one native call: every present row read in place
-                n = len(selection.names)
-                rows = np.arange(n)
+                rows = selection.rows
                 result_rows = rows if fast.present.all() else np.where(fast.present, rows, -1)
                 return Launched(selection.names, selection.names_arrow, result_rows,
-                                self._computer.pending(n, fast, plan.histogram(due)), bool(fast.present.any()), None)
+                                self._computer.pending(len(rows), fast, plan.histogram(due)), bool(fast.present.any()),
+                                None)
         distribution = self.distribution
         gathered = selection.table.gather(attr if distribution is None else distribution.attr(attr))
         if gathered.layout_changed:  # a resized or moved parameter: rebuild the tables next step
@@ -336,6 +331,11 @@ class TensorCapture:
         result_rows[rows] = np.arange(len(rows))
         return Launched(selection.names, selection.names_arrow, result_rows, pending,
                         bool(gathered.present.any()), exchange)
+
+
+def _nonfinite(item: StatsItem) -> bool:
+    """Whether a measurement holds NaN/Inf, when that is known at once (CPU): the rules must see it now."""
+    return bool(item.pending is not None and item.pending.any_nonfinite())
 
 
 def _discard_item(item: StatsItem) -> None:

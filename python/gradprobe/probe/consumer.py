@@ -4,8 +4,9 @@ The training thread only enqueues (launched statistics, scalar tensors, counts).
 waits for results (blocking itself, never the training stream), writes Arrow batches to the
 store and calls the observers (the rules engine). A failing observer is reported, never raised.
 
-It works in batches: woken by the first item, it lets items gather for up to `batch_seconds`
-(less when the queue fills or a drain is asked for), then takes every queued item at once and
+It works in batches: woken by the first item, it lets items gather for up to `batch_seconds`, or
+until `batch_items` are queued, a drain is asked for or an urgent item (non-finite values, known on
+the CPU at once) arrives, then takes every queued item at once and
 writes them as one Arrow batch per table, so its fixed costs (and the time it holds the GIL the
 training thread needs) are paid per batch, not per step. Observers still see every record, in order.
 
@@ -20,12 +21,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import queue
 import threading
 import time
 import traceback
 import warnings
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
@@ -96,6 +96,8 @@ _STOP = object()
 def expand(stats: Stats | None, result_rows: np.ndarray) -> Stats:
     """One row per name: absent names get NaN moments and zero counts."""
     n = len(result_rows)
+    if stats is not None and len(stats) == n and (result_rows == np.arange(n)).all():
+        return stats  # every name present, in result order (the usual case)
     table = np.full((n, len(STAT_COLUMNS)), np.nan)
     table[:, [i for i, c in enumerate(STAT_COLUMNS) if c in COUNT_FIELDS]] = 0
     hist = None
@@ -108,16 +110,54 @@ def expand(stats: Stats | None, result_rows: np.ndarray) -> Stats:
     return Stats.from_table(table, hist)
 
 
+class ItemQueue:
+    """The bounded FIFO from the training thread to the consumer: put() is a deque append, with no
+    lock taken while there is room (a queue.Queue takes two, cold, on every step); the consumer takes
+    everything queued at once."""
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self._items: deque[Any] = deque()
+        self._room = threading.Condition(threading.Lock())  # notified when the consumer takes items
+        self.ready = threading.Event()  # something is queued (set by the put that makes it non-empty)
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+    def put(self, item: Any, timeout: float | None = None) -> bool:
+        """False when it stayed full for `timeout` seconds (None: wait until there is room)."""
+        if len(self._items) >= self.maxsize:
+            if timeout is not None and timeout <= 0:
+                return False
+            with self._room:
+                if not self._room.wait_for(lambda: len(self._items) < self.maxsize, timeout):
+                    return False
+        self._items.append(item)
+        if len(self._items) == 1:
+            self.ready.set()
+        return True
+
+    def take_all(self) -> list[Any]:
+        self.ready.clear()  # before taking: a put after this sets it again
+        items = []
+        while self._items:
+            items.append(self._items.popleft())
+        with self._room:
+            self._room.notify_all()
+        return items
+
+
 class Consumer:
     def __init__(self, write: Callable[[str, pa.RecordBatch], None], observers: list[Observer], *,
-                 max_items: int = 1024, max_wait_seconds: float = 0.01, batch_seconds: float = 0.1,
-                 cpu: ThreadCpu | None = None) -> None:
+                 max_items: int = 1024, max_wait_seconds: float = 0.01, batch_seconds: float = 0.5,
+                 batch_items: int = 32, cpu: ThreadCpu | None = None) -> None:
         self._write = write
         self.batch_seconds = batch_seconds
+        self.batch_items = min(batch_items, max(1, max_items // 4))
         self._wake = threading.Event()  # a drain or close: stop gathering, process now
         self.observers = observers
         self.max_wait_seconds = max_wait_seconds
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(2, max_items))
+        self._queue = ItemQueue(max(2, max_items))
         self._dropping = False
         self._closed = False
         self.errors = 0
@@ -128,8 +168,9 @@ class Consumer:
         self._thread = (cpu or ThreadCpu()).thread(self._run, "gradprobe-consumer")
         self._thread.start()
 
-    def put(self, item: Item) -> None:
-        """Enqueues an item; never waits longer than max_wait_seconds (see the module docstring)."""
+    def put(self, item: Item, urgent: bool = False) -> None:
+        """Enqueues an item; never waits longer than max_wait_seconds (see the module docstring).
+        urgent: process it now (a rule may have to stop the run)."""
         if self._closed:
             _discard(item)
             return
@@ -138,14 +179,10 @@ class Consumer:
             return
         if self._dropping and self._queue.qsize() <= self._queue.maxsize // 2:
             self._dropping = False
-        try:
-            if self._dropping:
-                self._queue.put_nowait(item)
-            else:
-                self._queue.put(item, timeout=self.max_wait_seconds)
+        if self._queue.put(item, 0 if self._dropping else self.max_wait_seconds):
+            if urgent or self._queue.qsize() >= self.batch_items:
+                self._wake.set()  # the consumer stops gathering
             return
-        except queue.Full:
-            pass
         self._dropping = True
         self.dropped[item.kind] += 1
         _discard(item)
@@ -153,9 +190,7 @@ class Consumer:
     def drain(self, timeout: float = 120.0) -> bool:
         """Waits until everything enqueued so far is processed (False when that took over `timeout`)."""
         done = threading.Event()
-        try:
-            self._queue.put(done, timeout=timeout)
-        except queue.Full:
+        if not self._queue.put(done, timeout):
             return False
         self._wake.set()
         return done.wait(timeout)
@@ -174,11 +209,7 @@ class Consumer:
             return True
         self._abandoned = True
         self.unprocessed.update(self._unseen)  # taken off the queue (and written), not seen by the rules
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
+        for item in self._queue.take_all():
             self._abandon(item)
         self._queue.put(_STOP)
         self._wake.set()
@@ -210,20 +241,17 @@ class Consumer:
             self._process(work)
 
     def _next_batch(self) -> list[Any]:
-        """Blocks for one item, lets more gather (see the module docstring), then takes all queued."""
-        items = [self._queue.get()]
+        """Waits for an item, lets more gather (see the module docstring), then takes all queued."""
+        while not self._queue.ready.wait(1.0):
+            pass
         deadline = time.monotonic() + self.batch_seconds
-        while not self._wake.is_set() and self._queue.qsize() < self._queue.maxsize // 4:
+        while not self._wake.is_set() and self._queue.qsize() < self.batch_items:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
             self._wake.wait(remaining)
         self._wake.clear()
-        while True:
-            try:
-                items.append(self._queue.get_nowait())
-            except queue.Empty:
-                return items
+        return self._queue.take_all()
 
     def _process(self, items: list[Item]) -> None:
         """Reads the items' results, writes them as one batch per table, then tells the observers."""
@@ -232,6 +260,7 @@ class Consumer:
         out = _Tables()
         records: list[tuple[str, tuple[str, Any]]] = []
         for item in items:
+            time.sleep(0)  # the GIL in short slices: a training thread waiting for it gets it now
             try:
                 record = self._read(item, out)
             except Exception:  # never let one bad step stop the consumer
@@ -242,6 +271,7 @@ class Consumer:
         self._unseen = Counter(kind for kind, _ in records)
         for table, batch in out.batches():
             self._write(table, batch)
+            time.sleep(0)
         batched = [observer for observer in self.observers if hasattr(observer, "on_records")]
         for observer in batched:  # the rule engine: the whole batch in one call
             try:
@@ -368,9 +398,9 @@ def stats_batch(rows: list[tuple[StatsItem, Stats, np.ndarray | None, np.ndarray
 
 def _repeated_strings(values: list[str], sizes: np.ndarray) -> pa.Array:
     """values[i] repeated sizes[i] times, as a string array built in Arrow (no Python string per row)."""
-    unique, codes = np.unique(np.array(values, dtype=object), return_inverse=True)
-    indices = pa.array(np.repeat(codes.astype(np.int32), sizes))
-    return pa.DictionaryArray.from_arrays(indices, pa.array(unique.tolist(), pa.string())).cast(pa.string())
+    distinct = list(dict.fromkeys(values))
+    codes = np.array([distinct.index(v) for v in values], np.int32)
+    return pa.array(distinct, pa.string()).take(pa.array(np.repeat(codes, sizes)))
 
 
 def scalar_batch(rows: list[tuple[int, str, dict[str, float], float]]) -> pa.RecordBatch:

@@ -5,11 +5,11 @@ Gradients are true when the backward that accumulates them has finished, before 
 Wrapping the functions callers use today breaks with the next release that calls another one, so
 the probe measures at the source instead:
 
-- the model's forward hook puts a tensor hook on each output that requires grad (one or a few
-  tensors per forward, never one per module or parameter), and a few sentinel parameters (the first
-  trainable one of the model and of some of its direct children) get a post-accumulate-grad hook, for
-  code that calls the model's parts rather than the model (`model.bert(...)`, a Lightning module's
-  inner model);
+- the model's forward hook puts a tensor hook on its first output that requires grad (the loss or
+  the logits: one tensor per forward, never one per module or parameter), and three sentinel
+  parameters (the first trainable one of the model's first, middle and last direct children) get a
+  post-accumulate-grad hook, for backwards that start elsewhere and for code that calls the model's
+  parts rather than the model (`model.bert(...)`, a Lightning module's inner model);
 - when a backward reaches one of them, the hook queues an autograd final callback, which runs once
   the whole backward has finished accumulating `.grad`;
 - that callback queues itself once more, so it runs after the final callbacks queued during the
@@ -39,7 +39,7 @@ from .tracing import tracing
 # Floating outputs looked at per forward: the loss and the logits, or a tuple's first tensors.
 _MAX_OUTPUTS = 4
 # Sentinel parameters per model: each costs one Python call per backward that reaches it.
-MAX_SENTINELS = 8
+MAX_SENTINELS = 3
 
 
 def sentinel_parameters(model: torch.nn.Module, limit: int = MAX_SENTINELS) -> list[torch.nn.Parameter]:
@@ -95,8 +95,9 @@ class GradientCompletion:
         if not torch.is_grad_enabled() or tracing():
             return
         for index, tensor in enumerate(output_tensors(output)):
-            if tensor.requires_grad and tensor.grad_fn is not None:
-                tensor.register_hook(partial(self._output_reached, index))
+            if tensor.requires_grad and tensor.grad_fn is not None:  # the first such output (the loss, or
+                tensor.register_hook(partial(self._output_reached, index))  # the logits): the sentinels see the rest
+                return
 
     def watch(self, tensor: torch.Tensor) -> None:
         """Hooks one tensor that a backward will start from or flow through (e.g. a loss)."""

@@ -6,8 +6,8 @@ unscales them. The consumer divides their statistics by the scale of that backwa
 - the scaler given to the Probe (or by an integration), read when the gradients are measured;
 - a fused optimizer's `grad_scale` attribute, which GradScaler.step sets when it leaves the
   unscaling to the optimizer's kernel (the gradients stay scaled in memory);
-- a GradScaler found among the live objects (searched once, at the first optimizer step whose
-  gradients changed in place after their backward) that says it unscaled this optimizer's gradients.
+- a GradScaler found among the live objects (searched once, at the first optimizer step) that says it
+  unscaled this optimizer's gradients.
 The scale a step's backward used is still current at its optimizer step: GradScaler.update() runs after.
 """
 
@@ -75,12 +75,12 @@ class LossScale:
         scale = getattr(self.scaler, "_scale", None) if self.scaler is not None else None
         return ScaleReading.of(scale) if isinstance(scale, torch.Tensor) else None
 
-    def at_optimizer_step(self, optimizer: torch.optim.Optimizer | None, changed_in_place: bool) -> ScaleReading | None:
+    def at_optimizer_step(self, optimizer: torch.optim.Optimizer | None) -> ScaleReading | None:
         """The scale of gradients measured before this step, when the known scaler did not give it."""
         grad_scale = getattr(optimizer, "grad_scale", None) if optimizer is not None else None
         if isinstance(grad_scale, torch.Tensor):
             return ScaleReading.of(grad_scale)
-        if changed_in_place and self.scaler is None and optimizer is not None and not self.searched:
+        if self.scaler is None and optimizer is not None and not self.searched:
             self.searched = True
             self.scaler = find_unscaling_scaler(optimizer)
             return self.read()

@@ -1,13 +1,14 @@
 """Where a NaN or Inf first appeared: the module whose forward output, or whose backward, made it.
 Healthy steps pay no Python per module call: nothing is hooked below the model's root.
 
-Each training forward keeps references to its inputs (arguments, keyword arguments), the RNG states
-it started from and the version counters of a few parameters (cheap; the inputs are alive anyway).
+Each training forward keeps references to its inputs (arguments, keyword arguments) and, on a GPU, the
+version counters of a few parameters (cheap; the inputs are alive anyway).
 When a step turns out broken (its measured gradients hold NaN/Inf, or the scalar its backward started
 from is not finite), that step is replayed with a hook on every module:
-- forward: the model runs again on the kept inputs, under the same RNG states (the same dropout
-  masks) and weights; every module's output is measured in one fused pass and recorded as the step's
-  activations, in execution order: the first non-finite one is the origin (NonFinite names it);
+- forward: the model runs again on the kept inputs and weights, under a forked random stream (the
+  training's own stream is left as it was; dropout draws new masks: a NaN that only one mask makes
+  may not come back, see below); every module's output is measured in one fused pass and recorded as
+  the step's activations, in execution order: the first non-finite one is the origin;
 - backward, when that forward was finite: the gradient that reached the model's output in the real
   backward is pushed through the replayed graph (torch.autograd.grad: `.grad` is not touched) with a
   tensor hook on the output and the input of every module without parameters; those gradients are
@@ -67,8 +68,8 @@ class KeptForward:
     step: int
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
-    rng: tuple[torch.Tensor, list[tuple[int, torch.Tensor]]]  # the CPU state, and (device, state) per CUDA device
-    versions: tuple[int, ...]  # of the watched parameters: changed means the weights moved
+    cuda_devices: list[int]  # whose random streams a replay forks
+    versions: tuple[int, ...]  # of the watched parameters (GPU only): changed means the weights moved
     measured: bool  # activation capture recorded this forward in full
     outputs: list[torch.Tensor] | None = None  # the forward's top-level outputs, until its backward ends
     output_grad: tuple[int, torch.Tensor] | None = None  # (output index, the gradient that reached it)
@@ -138,11 +139,12 @@ class NonFiniteOrigin:
         this forward in full anyway."""
         if step <= self._armed_until and not measured and self._live is None:
             self._live = (step, Recorder(self._modules, self._parameterless))
-        cpu = torch.get_rng_state()
-        cuda = [(d, torch.cuda.get_rng_state(d)) for d in _cuda_devices(args, kwargs)]
+        # No RNG snapshot: copying the generator's state costs ~50 us on a busy step (a fresh 5 KB
+        # tensor every forward); a replay forks the stream instead.
+        devices = _cuda_devices(args, kwargs)
         if self._kept and self._kept[-1].step != step:
             self._kept[-1].outputs = None  # a new step: the last one's backward is over
-        self._kept.append(KeptForward(step, args, kwargs, (cpu, cuda), self._versions(), measured))
+        self._kept.append(KeptForward(step, args, kwargs, devices, self._versions() if devices else (), measured))
 
     def forward_ended(self, output: Any) -> None:
         if self._kept:
@@ -211,7 +213,7 @@ class NonFiniteOrigin:
 
     # -- internals ----------------------------------------------------------------------------------
     def _locate(self, kept: KeptForward | None, step: int) -> None:
-        if kept is not None and self._replay_allowed and kept.versions == self._versions():
+        if kept is not None and self._replay_allowed and (not kept.cuda_devices or kept.versions == self._versions()):
             self._replay(kept)
         else:  # the weights moved since, or no replay here: watch the next steps as they run
             self._armed_until = max(self._armed_until, step + ARMED_STEPS)
@@ -222,11 +224,7 @@ class NonFiniteOrigin:
         recorder = Recorder(self._modules, self._parameterless)
         self.replaying = True
         try:
-            cpu, cuda = kept.rng
-            with torch.random.fork_rng(devices=[d for d, _ in cuda]), torch.enable_grad():
-                torch.set_rng_state(cpu)
-                for device, state in cuda:
-                    torch.cuda.set_rng_state(state, device)
+            with torch.random.fork_rng(devices=kept.cuda_devices), torch.enable_grad():
                 output = model(*kept.args, **kept.kwargs)
             forward_broke = None
             if not kept.measured:  # else activation capture recorded this forward already

@@ -27,6 +27,7 @@ class Selection:
     names: list[str]
     names_arrow: pa.Array
     table: TensorTable
+    rows: np.ndarray  # 0 .. len(names) - 1, made once: the per-step path allocates nothing it can keep
 
 
 @dataclass
@@ -60,7 +61,7 @@ class KindPlan:
                      and any(c.selects(n) for c in chosen for n in aliases)]
             names = [self.names[i] for i in index]
             cached = self._cache[due] = Selection(np.asarray(index, np.int64), names, pa.array(names, pa.string()),
-                                                  TensorTable([self.params[i] for i in index]))
+                                                  TensorTable([self.params[i] for i in index]), np.arange(len(index)))
         return cached
 
 

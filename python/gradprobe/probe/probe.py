@@ -17,6 +17,7 @@ actions (gradprobe.rules, gradprobe.actions) and the cross-rank stop (stop.py).
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -183,7 +184,8 @@ class Probe:
             own = state.overhead + time.perf_counter() - started
             item.values["gradprobe/overhead_ms"] = own * 1e3
             self._own_seconds += own
-            self._consumer.put(item)
+            self._consumer.put(item, urgent=any(isinstance(v, float) and not math.isfinite(v)
+                                                for v in item.values.values()))
         except Exception as error:  # recording must never break training
             self._record_failure("step", error)
         try:

@@ -40,13 +40,13 @@ def scalar_item(mode: str, step: int, loss: Any, losses: Mapping[str, Any] | Non
             on_bad(name, problem)
             continue
         if isinstance(value, torch.Tensor):
-            value = value.detach().reshape(())
-            if value.is_cuda:
-                # Into pinned memory: a copy to pageable memory would synchronise the host.
-                host = torch.empty((), dtype=value.dtype, pin_memory=True)
-                value = host.copy_(value, non_blocking=True)
-                ready = torch.cuda.Event()
-            values[name] = value
+            if not value.is_cuda:
+                values[name] = value.item()  # on the CPU reading it costs nothing (no device to wait for)
+                continue
+            # Into pinned memory: a copy to pageable memory would synchronise the host.
+            host = torch.empty((), dtype=value.dtype, pin_memory=True)
+            values[name] = host.copy_(value.detach().reshape(()), non_blocking=True)
+            ready = torch.cuda.Event()
         elif isinstance(value, np.ndarray):
             values[name] = float(value.reshape(()))
         else:

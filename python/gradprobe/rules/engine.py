@@ -79,6 +79,7 @@ class RuleEngine:
         for index, (rule, its) in enumerate(zip(self.rules, mine)):
             if its:
                 produced += [(index, f) for f in self._call_rule(rule, "on_records", its)]
+                time.sleep(0)  # lets a thread waiting for the GIL (training, launching kernels) have it
         if len(records) > 1:  # rule-major to record-major: by the first record of each finding's step
             first: dict[tuple[str, int], int] = {}
             for position, record in enumerate(records):

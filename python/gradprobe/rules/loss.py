@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import deque
 from collections.abc import Sequence
@@ -21,8 +22,14 @@ def _loss(record: ScalarRecord, name: str) -> float | None:
 def robust_slope(values: Sequence[float] | np.ndarray) -> float:
     """Theil-Sen slope per step: the median of the pairwise slopes (one outlier batch cannot tilt it)."""
     y = np.asarray(values, dtype=np.float64)
-    i, j = np.triu_indices(len(y), k=1)
-    return float(np.median((y[j] - y[i]) / (j - i))) if len(i) else 0.0
+    i, j, gap = _pairs(len(y))
+    return float(np.median((y[j] - y[i]) / gap)) if len(i) else 0.0
+
+
+@functools.lru_cache(maxsize=8)
+def _pairs(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    i, j = np.triu_indices(n, k=1)
+    return i, j, (j - i).astype(np.float64)
 
 
 @dataclass
@@ -67,10 +74,10 @@ class LossNotDecreasing(Rule):
         if abs(now) <= self.converged_fraction * abs(early):
             return []  # converged or memorised
         margin = abs(before) * self.diff_percent / 100.0
-        fell_by_median = before - now > margin
-        fell_by_slope = -robust_slope(self._window) * len(self._window) > margin
-        if fell_by_median or fell_by_slope or record.step - self._reported_at < self.num_steps:
-            return []
+        if record.step - self._reported_at < self.num_steps or before - now > margin:
+            return []  # reported lately, or the median fell
+        if -robust_slope(self._window) * len(self._window) > margin:
+            return []  # the trend fell (the slope costs the most: looked at last)
         self._reported_at = record.step
         return [self.finding(record.step, record.mode,
                              f"{self.loss} has not decreased over steps {record.step - 2 * self.num_steps + 1}-"

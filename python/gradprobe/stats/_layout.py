@@ -26,7 +26,16 @@ CPU_CHUNK: int = _core.CPU_CHUNK
 GPU_CHUNK: int = _core.GPU_CHUNK
 
 
-def hist_edges() -> np.ndarray:
-    """Bin edges: 0, 2^HIST_EXP_MIN, ..., 2^HIST_EXP_MAX, +inf (HIST_BINS + 1 values)."""
+def _edges() -> np.ndarray:
     powers = np.ldexp(1.0, np.arange(HIST_EXP_MIN, HIST_EXP_MAX + 1))
-    return np.concatenate(([0.0], powers, [np.inf]))
+    edges = np.concatenate(([0.0], powers, [np.inf]))
+    edges.flags.writeable = False  # shared by every Stats
+    return edges
+
+
+_EDGES = _edges()
+
+
+def hist_edges() -> np.ndarray:
+    """Bin edges: 0, 2^HIST_EXP_MIN, ..., 2^HIST_EXP_MAX, +inf (HIST_BINS + 1 values); read-only."""
+    return _EDGES

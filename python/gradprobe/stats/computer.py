@@ -118,6 +118,7 @@ class StatsComputer:
         self._instances: dict[str, Backend] = {}
         self._unavailable: dict[str, str] = {}
         self._pool = ScratchPool()  # read buffers shared by every result of this computer
+        self._ranges: dict[int, np.ndarray] = {}  # np.arange(n), made once per n
 
     def backend(self, name: str) -> Backend:
         """The named backend; RuntimeError saying why when it cannot run here."""
@@ -196,7 +197,10 @@ class StatsComputer:
 
     def pending(self, rows: int, launch: Launch, histogram: bool) -> PendingStats:
         """A launch made elsewhere (a native CaptureSet's slot), covering rows 0..rows-1."""
-        return PendingStats(rows, [(np.arange(rows), launch)], histogram, self._pool)
+        index = self._ranges.get(rows)
+        if index is None:
+            index = self._ranges[rows] = np.arange(rows)
+        return PendingStats(rows, [(index, launch)], histogram, self._pool)
 
     def launch_post_step(self, table: PostStepTable, *, histogram: bool, backend: str | None = None) -> PendingStats:
         """The fused CPU post-step operation (see stats.post_step); rows as PostStepTable documents."""

@@ -136,7 +136,7 @@ class Run:
         lists = pa.array(list(frame["hist"]) if len(frame) else [], pa.list_(pa.int64()))
         counts = expand_hist(frame["hist_lo"].fillna(0).to_numpy(), lists, HIST_BINS)
         rows = frame[["step", "mode", "tensor", "kind", "rank"]].reset_index(drop=True)
-        return rows, counts, hist_edges()
+        return rows, counts, hist_edges().copy()
 
     def scalars(self, names: Iterable[str] | None = None, mode: str | None = None) -> pd.DataFrame:
         frame: pd.DataFrame = self.table("scalars").to_pandas()
