@@ -10,7 +10,7 @@ from .show import show_run
 from .store import open_run
 
 # Statuses after which nothing more is written: a probe's closing status, or a killed writer.
-FINISHED = ("completed", "stopped", "failed", "killed", "not_attached")
+FINISHED = ("completed", "stopped", "failed", "interrupted", "not-closed", "killed", "not_attached")
 
 
 def follow_run(path: str | Path, top: int = 12, interval: float = 2.0,

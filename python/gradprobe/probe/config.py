@@ -128,6 +128,9 @@ class ProbeConfig:
     nonfinite_origin: bool = True
     # Under torch.distributed: "auto", "off", "replicated" (DDP) or "sharded" (FSDP2); see probe/distributed.py.
     distributed: str = "auto"
+    # With no `actions` given, findings (warning and above) are said on the `gradprobe` logger as they
+    # fire, with a summary at the end (actions.Log); False keeps them in events.jsonl only.
+    print_findings: bool = True
 
     def __post_init__(self) -> None:
         check_fields(self, "", {"cpu_threads": 0, "max_queued_items": 2, "max_queue_wait_seconds": 0.0,
@@ -148,10 +151,11 @@ class ProbeConfig:
     def from_dict(cls, data: Mapping[str, Any]) -> ProbeConfig:
         """Keys: preset, collections ({name: {kind, include, exclude, schedule | schedules, histogram,
         enabled}}), store, profiler (ProfilerConfig's fields), activation_modules, token_ids, backend, cpu_threads,
-        max_queued_items, max_queue_wait_seconds, close_timeout_seconds, nonfinite_origin, distributed. Values are
+        max_queued_items, max_queue_wait_seconds, close_timeout_seconds, nonfinite_origin, distributed,
+        print_findings. Values are
         checked, never coerced."""
         scalars = {"backend", "cpu_threads", "max_queued_items", "max_queue_wait_seconds", "close_timeout_seconds",
-                   "nonfinite_origin", "distributed"}
+                   "nonfinite_origin", "distributed", "print_findings"}
         known = {"preset", "collections", "store", "profiler", "activation_modules", "token_ids"} | scalars
         _reject_unknown(data, known, "config")
         preset = data.get("preset", "default")
@@ -238,6 +242,7 @@ class ProbeConfig:
             "close_timeout_seconds": self.close_timeout_seconds,
             "nonfinite_origin": self.nonfinite_origin,
             "distributed": self.distributed,
+            "print_findings": self.print_findings,
         }
 
 

@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..actions import Action
+from ..actions import Action, Log
+from ..actions.basic import logger
 from ..profiler import Profiler
 from ..records import Observer
 from ..rules import Finding, Rule
@@ -39,6 +40,7 @@ from .config import MODES, ProbeConfig, resolve_config
 from .consumer import Consumer, PredictionItem
 from .distributed import Distribution, RankInfo, resolve_mode
 from .hooks import ProbeHooks
+from .lifeline import Lifeline, Terminated
 from .loss_scale import LossScale
 from .meta import ParameterGroups, model_facts
 from .nonfinite_origin import LateNews, NonFiniteOrigin
@@ -99,7 +101,9 @@ class Probe:
         self.rank_info = RankInfo.current()
         self.distributed = resolve_mode(self.config.distributed, model, self.world_size)
         if self.distributed != "off" and self.rank != 0:  # rank 0 sees every rank's statistics:
-            rules, actions = [], None  # it alone runs the rules and acts; a stop reaches all (stop.py)
+            rules, actions = [], []  # it alone runs the rules and acts; a stop reaches all (stop.py)
+        elif actions is None:  # findings said as they fire, and summed up at the end (actions.Log)
+            actions = [Log()] if self.config.print_findings else []
         self._watch = Watch(rules, actions, self._session.event, self.out_dir, self.cpu)
         self.engine = self._watch.engine
         self._consumer = Consumer(self._session.writer.write, [*observers, *self._watch.observers],
@@ -125,6 +129,8 @@ class Probe:
                                            replay=self.world_size == 1)
             self._consumer.observers.append(LateNews(self._origin))
         self._hooks.arm_activations(self._mode, self._steps[self._mode])
+        self.report_path: Path | None = None  # the report this probe wrote (interrupted or never closed)
+        self._lifeline = Lifeline(self._close_at_end)
         self._session.event({"type": "start", "preset": self.config.preset,
                              "parameters": len(self._capture.plans.params),
                              "first_step": dict(self._session.first_steps), "profiler": self.profiler.facts,
@@ -134,7 +140,8 @@ class Probe:
         self._closed = True
         timeout = self.config.close_timeout_seconds
         # Whatever _start created before it failed, in the order close() stops it.
-        for part, stop in (("_hooks", lambda hooks: hooks.remove()),
+        for part, stop in (("_lifeline", lambda lifeline: lifeline.release()),
+                           ("_hooks", lambda hooks: hooks.remove()),
                            ("profiler", lambda profiler: profiler.close(timeout)),
                            ("_consumer", lambda consumer: consumer.close(timeout)),
                            ("_watch", lambda watch: watch.close(timeout))):
@@ -267,9 +274,29 @@ class Probe:
         the pending actions and the writer thread; what it could not finish is recorded in
         events.jsonl (`unprocessed`, `action_dropped`, `writer_timeout`) and the run marked truncated.
         """
+        self._finish(error)
+
+    def _close_at_end(self, status: str) -> None:
+        """The process ends and the probe is still open (lifeline.py): close it, say so, write the report."""
+        if self._closed:
+            return
+        if status == "not-closed":
+            warnings.warn(f"gradprobe: the probe recording {self.out_dir} was never closed; it is closed now, at "
+                          "exit (status not-closed, every step recorded). Use `with gradprobe.Probe(...) as probe:` "
+                          "or call probe.close() at the end of training", RuntimeWarning, stacklevel=2)
+        self._finish(None, status)
+        if self.rank == 0 and self._steps["train"] + self._steps["eval"] > 0:
+            from ..report import write_report_or_warn  # the process is ending: the report is the user's only view
+
+            self.report_path = write_report_or_warn(self.out_dir)
+            if self.report_path is not None and self._watch.says_findings:
+                logger().info("gradprobe: report: %s", self.report_path)
+
+    def _finish(self, error: BaseException | None, status: str | None = None) -> None:
         if self._closed:
             return
         self._closed = True
+        self._lifeline.release()
         timeout = self.config.close_timeout_seconds
         self._hooks.remove()
         self.profiler.close(timeout)
@@ -280,9 +307,15 @@ class Probe:
         self._watch.close(timeout)
         if self._capture.gradient_capture_notes:
             self._session.note("gradient_capture", self._capture.gradient_capture_notes)
-        status = "failed" if error is not None else ("stopped" if self._should_stop else "completed")
-        self._session.close(status, self._steps, error, self._consumer.dropped, timeout)
+        interrupted = self._lifeline.interrupted or isinstance(error, (KeyboardInterrupt, Terminated))
+        status = status or ("interrupted" if interrupted else "failed" if error is not None
+                            else "stopped" if self._should_stop else "completed")
+        self._session.close(status, self._steps, error if not interrupted else None, self._consumer.dropped, timeout)
         self._session.note("cost", self.cost())
+        if self._watch.says_findings:  # the end of the run in a few lines, next to the live ones
+            level, lines = self._watch.summary(self.out_dir)
+            for line in lines:
+                logger().log(level, line)
 
     def cost(self) -> dict[str, float]:
         """gradprobe's own time so far: on the training thread (hooks and step(), per step) and the CPU of

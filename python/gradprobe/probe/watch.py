@@ -3,13 +3,16 @@ the actions, and StopTraining's request back to the engine's stop_reason (which 
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from ..actions import Action, ActionContext, ActionRunner
+from ..actions import Action, ActionContext, ActionRunner, Log
+from ..actions.basic import describe
 from ..records import ModelFacts
-from ..rules import Finding, Rule, RuleEngine, resolve
+from ..rules import Finding, Rule, RuleEngine, Severity, resolve
 from ..thread_cpu import ThreadCpu
 
 
@@ -47,6 +50,37 @@ class Watch:
     def mark_step(self, step: int, mode: str) -> None:
         if self.engine is not None:
             self.engine.mark_step(step, mode)
+
+    @property
+    def says_findings(self) -> bool:
+        """Whether a Log action says findings (then the run's end summary is said too)."""
+        return self._actions is not None and any(isinstance(a, Log) for a in self._actions.actions)
+
+    def summary(self, run_dir: Path, limit: int = 5) -> tuple[int, list[str]]:
+        """(logging level, lines): findings by severity, the first of each rule with how often it fired
+        again, where the run is. An INFO line when nothing was found."""
+        engine = self.engine
+        findings = list(engine.findings) if engine is not None else []
+        shown = [f for f in findings if f.severity >= Severity.WARNING]
+        if not shown:
+            return logging.INFO, [f"gradprobe: no findings at warning or above; run: {run_dir}"]
+        counts = Counter(f.severity.name.lower() for f in shown)
+        order = ("critical", "error", "warning")
+        lines = [f"gradprobe: {len(shown)} findings (" + ", ".join(f"{counts[s]} {s}" for s in order if counts[s])
+                 + f"); run: {run_dir} (gradprobe show {run_dir}; gradprobe report {run_dir})"]
+        first: dict[str, Finding] = {}
+        for finding in sorted(shown, key=lambda f: (-int(f.severity), f.step)):
+            first.setdefault(finding.code, finding)
+        repeats = engine.repeats if engine is not None else {}
+        for finding in list(first.values())[:limit]:
+            same = [f for f in shown if f.code == finding.code]
+            again = len(same) - 1 + sum(repeats.get(f.key, (0, 0))[0] for f in same)
+            last = max([f.step for f in same] + [repeats.get(f.key, (0, -1))[1] for f in same])
+            folded = f" (...and {again} more times, last at step {last})" if again else ""
+            lines.append(f"  {describe(finding)}{folded}")
+        if len(first) > limit:
+            lines.append(f"  ...and {len(first) - limit} more rules")
+        return logging.WARNING, lines
 
     def close(self, timeout: float) -> None:
         """Stops the engine and waits at most `timeout` seconds for pending actions (see ActionRunner.close)."""

@@ -56,6 +56,7 @@ class RuleEngine:
         self._emit = emit
         self._on_finding = on_finding
         self._seen: dict[FindingKey, int] = {}
+        self.repeats: dict[FindingKey, tuple[int, int]] = {}  # key -> (times it fired again, last step)
         self._routes: dict[tuple[type, str | None], list[int]] = {}
         self._lock = threading.Lock()
         self._last_step: tuple[int, str] = (0, "train")
@@ -210,6 +211,8 @@ class RuleEngine:
         with self._lock:
             last = self._seen.get(finding.key)
             if last is not None and finding.step - last < self.repeat_after:
+                times, _ = self.repeats.get(finding.key, (0, 0))
+                self.repeats[finding.key] = (times + 1, finding.step)
                 return False
             self._seen[finding.key] = finding.step
             self.findings.append(finding)
