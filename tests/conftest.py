@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 
@@ -33,3 +34,14 @@ def rng_seed() -> int:
     seed = int.from_bytes(os.urandom(4), "little")
     print(f"random seed: {seed}")
     return seed
+
+
+@pytest.fixture(autouse=True)
+def _no_warning_escaped_from_gradprobe_threads():
+    """A gradprobe warning on its own threads is logged, not raised, where filters make warnings
+    errors (gradprobe.own_warnings): the test fails here instead, as it would on the training thread."""
+    yield
+    own_warnings = sys.modules.get("gradprobe.own_warnings")
+    escaped = own_warnings.take_escaped() if own_warnings is not None else []
+    if escaped:
+        pytest.fail("gradprobe warned on its own thread:\n" + "\n".join(escaped), pytrace=False)

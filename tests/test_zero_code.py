@@ -323,3 +323,41 @@ def test_a_script_that_saves_its_whole_model_exits_0_and_the_model_loads(tmp_pat
     model = torch.load(tmp_path / "model.pt", weights_only=False)
     assert model(torch.zeros(2, 4)).shape == (2, 1)
     assert open_run(tmp_path / "run").meta["status"] == "completed"
+
+
+WITH_ARGUMENTS = """
+import argparse
+parser = argparse.ArgumentParser()
+parser.add_argument("--steps", type=int, default=3)
+parser.parse_args()
+""" + TRAIN
+
+
+@pytest.mark.parametrize("why, program", [("--help", [WITH_ARGUMENTS, "--help"]),
+                                          ("an ImportError", ["import no_such_module_gp\n" + TRAIN])],
+                         ids=["help", "import-error"])
+def test_an_empty_run_left_by_a_script_that_trained_nothing_is_reused(tmp_path, why, program):
+    out = tmp_path / "run"
+    text, *arguments = program
+    first = run_cli("run", "--out", str(out), "--", "python", script(tmp_path, text, "first.py"), *arguments)
+    assert "STARTED" not in first.stdout, why  # it ended before training
+    assert "ATTACHED TO NOTHING" not in first.stderr  # nothing failed to attach: nothing was trained
+    assert f"the script trained nothing (no module with parameters ran a forward, and no torch.optim optimizer " \
+           f"stepped); {out} holds an empty run that the next `gradprobe run` reuses" in first.stderr
+    assert json.loads((out / "meta.json").read_text())["status"] == "not_attached"
+    again = run_cli("run", "--out", str(out), "--", "python", script(tmp_path, TRAIN))
+    assert again.returncode == 0, again.stderr
+    assert f"gradprobe: reusing {out}: it holds only an empty run, left by a script that trained nothing\n" in again.stderr
+    run = open_run(out)
+    assert run.meta["status"] == "completed" and len(run.steps()) == 3
+
+
+def test_a_run_that_recorded_steps_is_not_reused_as_empty(tmp_path):
+    out = tmp_path / "run"
+    assert run_cli("run", "--out", str(out), "--", "python", script(tmp_path, TRAIN)).returncode == 0
+    meta = json.loads((out / "meta.json").read_text())
+    (out / "meta.json").write_text(json.dumps({**meta, "status": "not_attached"}))  # its parts still hold 3 steps
+    again = run_cli("run", "--out", str(out), "--", "python", script(tmp_path, TRAIN))
+    assert again.returncode != 0 and "reusing" not in again.stderr
+    assert f"{out} already holds a run" in again.stderr
+    assert len(open_run(out).steps()) == 3

@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import gc
+import json
 import os
 import runpy
 import sys
@@ -43,6 +44,8 @@ from .probe import Probe
 from .probe.config import ProbeConfig, resolve_config
 from .probe.meta import describe_optimizer
 from .report import write_report
+from .store.ownership import is_gradprobe_run
+from .store.schema import EVENTS_FILE, PART_GLOB, TABLES
 from .store.writer import prepare_run_dir, update_meta, write_json_atomic
 
 META_FILE = "meta.json"
@@ -267,6 +270,9 @@ class AutoAttach:
         self._loss = self._output_loss = None
         self._closure_step = False
 
+    def _trained_nothing(self) -> bool:
+        return not self._roots and not self._unmatched_optimizers and not self._backward_calls
+
     def _why_not_attached(self) -> str:
         roots = ", ".join(f"{type(m).__name__} ({_count(m.parameters()):,} parameters)" for m in self._roots[:5])
         if self._unmatched_optimizers:
@@ -302,8 +308,12 @@ class AutoAttach:
         if self.attached is None and not self._reported:
             self._reported = True
             reason = self._why_not_attached()
-            _say(f"ATTACHED TO NOTHING: {reason}. Looked for: a torch.optim optimizer whose parameters belong to a "
-                 f"module that ran a forward. Nothing was recorded; {HOW_TO_ATTACH}.")
+            if self._trained_nothing():  # --help, an ImportError, a bad argument: no failure to attach
+                _say(f"the script trained nothing ({reason}); {self.out_dir} holds an empty run that the next "
+                     "`gradprobe run` reuses")
+            else:
+                _say(f"ATTACHED TO NOTHING: {reason}. Looked for: a torch.optim optimizer whose parameters belong "
+                     f"to a module that ran a forward. Nothing was recorded; {HOW_TO_ATTACH}.")
             try:
                 write_json_atomic(self.out_dir / META_FILE, {"status": "not_attached", "attached": None,
                                                              "not_attached_reason": reason})
@@ -323,7 +333,11 @@ class AutoAttach:
 
 
 def _check_out_dir(out: Path, exist: str) -> None:
-    """Refuses before the script starts what the probe would refuse at its first step."""
+    """Refuses before the script starts what the probe would refuse at its first step. An empty
+    run (left by a script that trained nothing: --help, an ImportError) is reused, not refused."""
+    if _holds_empty_run(out):
+        _say(f"reusing {out}: it holds only an empty run, left by a script that trained nothing")
+        exist = "overwrite"
     if (out / META_FILE).exists() and exist == "error":
         raise SystemExit(f"gradprobe run: {out} already holds a run; choose another --out, or pass "
                          "--exist append (continue it) or --exist overwrite (replace it)")
@@ -331,6 +345,21 @@ def _check_out_dir(out: Path, exist: str) -> None:
         prepare_run_dir(out, exist)
     except (OSError, ValueError, RuntimeError) as error:  # RunDirectoryError is a RuntimeError
         raise SystemExit(f"gradprobe run: --out {out}: {error}") from None
+
+
+def _holds_empty_run(out: Path) -> bool:
+    """gradprobe wrote this directory, its meta.json says it attached to nothing, and it holds no
+    recorded row (no part, no event): replacing it loses nothing."""
+    try:
+        meta = json.loads((out / META_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(meta, dict) or meta.get("status") != "not_attached" or not is_gradprobe_run(out):
+        return False
+    events = out / EVENTS_FILE
+    if events.exists() and events.stat().st_size > 0:
+        return False
+    return not any(next((out / table).rglob(PART_GLOB), None) for table in TABLES)
 
 
 def main(argv: list[str] | None = None) -> int:

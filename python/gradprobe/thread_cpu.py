@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .own_warnings import mark_own_thread
+
 
 class ThreadCpu:
     def __init__(self) -> None:
@@ -25,6 +27,7 @@ class ThreadCpu:
         """A daemon thread (not started) whose CPU time counts here."""
 
         def run() -> None:
+            mark_own_thread()
             with self._lock:
                 self._live.add(threading.get_ident())
             try:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from .browser import chromium_path
+from .browser import Viewer, chromium_path
 from .runs import HOSTILE_METRIC, HostileNames, add_profile, train
 
 
@@ -44,9 +45,34 @@ def browser() -> Iterator[object]:
             launched.close()
 
 
+@pytest.fixture(scope="session")
+def viewer(browser: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Viewer]:
+    """One page for the tests that open many reports (the scenario matrix, the degenerate runs)."""
+    opened = Viewer(browser, tmp_path_factory.mktemp("viewer"))  # type: ignore[arg-type]
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
 @pytest.fixture
 def artifacts(tmp_path: Path) -> Path:
     """Where screenshots go: $GRADPROBE_TEST_ARTIFACTS when set (CI keeps them), else the test's tmp dir."""
     target = Path(os.environ.get("GRADPROBE_TEST_ARTIFACTS") or tmp_path)
     target.mkdir(parents=True, exist_ok=True)
     return target
+
+
+@pytest.fixture
+def screenshot_to() -> Callable[[str], Path | None]:
+    """For the many-report tests: a screenshot path only where $GRADPROBE_TEST_ARTIFACTS is set (a
+    full-page screenshot costs about a second a report)."""
+    folder = os.environ.get("GRADPROBE_TEST_ARTIFACTS")
+
+    def path(name: str) -> Path | None:
+        if not folder:
+            return None
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        return Path(folder) / f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', name)}.png"
+
+    return path

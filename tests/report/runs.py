@@ -94,3 +94,57 @@ def add_profile(out: Path, steps: int = 30, nodes: tuple[str, ...] = ("node-a",)
     finally:
         writer.close()
     return planted
+
+
+# -- degenerate runs: what a report must survive -------------------------------------------------
+
+# Every built-in collection's include pattern replaced by one that matches no name.
+SELECTS_NOTHING = {"collections": {name: {"include": ["^selects nothing$"]}
+                                   for name in ("gradients", "weights", "biases", "updates", "activations")}}
+
+
+class NoParameters(torch.nn.Module):
+    """A model that owns no parameter: its one trainable tensor is a plain attribute."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = torch.ones(3, requires_grad=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, :3] * self.scale
+
+
+def dead_relu_mlp() -> TinyMLP:
+    """Every ReLU output of fc1 is 0 (bias -10): the gradients of fc1, fc2 and head's weight are all zero."""
+    model = TinyMLP()
+    torch.nn.init.constant_(model.fc1.bias, -10.0)
+    return model
+
+
+def nan_mlp() -> TinyMLP:
+    """Every weight NaN from the start: every statistic of every step is NaN."""
+    model = TinyMLP()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.fill_(float("nan"))
+    return model
+
+
+def train_degenerate(out: Path, model: torch.nn.Module, steps: int, train_steps: bool = True,
+                     config: str | dict = "default", parameters: list[torch.Tensor] | None = None) -> Path:
+    """`steps` steps of SGD on `model` (none when not train_steps), each followed by an evaluation."""
+    torch.manual_seed(0)
+    optimizer = torch.optim.SGD(parameters if parameters is not None else model.parameters(), lr=0.05)
+    with gradprobe.Probe(model, optimizer, out_dir=out, config=config) as probe:
+        for step in range(steps):
+            x, y = batch(step)
+            if train_steps:
+                loss = torch.nn.functional.cross_entropy(model(x), y)
+                loss.backward()
+                optimizer.step()
+                optimizer.zero_grad()
+                probe.step(loss=loss)
+            with torch.no_grad():
+                loss = torch.nn.functional.cross_entropy(model(x), y)
+            probe.step(loss=loss, metrics={"accuracy": 0.5}, mode="eval")
+    return out

@@ -7,11 +7,8 @@ import pytest
 
 from gradprobe.report import write_report
 
-from .browser import render
+from .browser import SECTIONS, render
 from .runs import HOSTILE, HOSTILE_METRIC
-
-SECTIONS = ("Summary", "Findings", "Losses and metrics", "Layers", "Magnitude histograms", "Activation health",
-            "System utilisation", "Step phases", "Profiler findings")
 
 
 def _check_clean(rendered, minimum_plots: int) -> None:  # type: ignore[no-untyped-def]

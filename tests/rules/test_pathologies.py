@@ -59,6 +59,23 @@ def test_deep_sigmoid_mlp_with_tiny_init_vanishes(tmp_path):
     assert "0.weight" in found[0].tensors and "18.weight" not in found[0].tensors  # early layers, not the last
 
 
+def test_vanishing_rule_survives_a_run_whose_gradients_are_all_zero(tmp_path):
+    """Its first record is an update (no grad row has a non-zero entry): it once indexed its own
+    state before growing it, failed and was skipped. AllZero owns this run; VanishingGradient is
+    silent and keeps running."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    torch.nn.init.constant_(model[0].bias, -10.0)  # every ReLU dead: no gradient reaches any weight
+    torch.nn.init.zeros_(model[2].weight)
+    torch.nn.init.zeros_(model[2].bias)
+    with torch.no_grad():
+        model[2].bias.requires_grad_(False)
+    found = train(tmp_path, model, [VanishingGradient(), AllZero()], steps=12)
+    assert by_code(found, "GP111") and not by_code(found, "GP101")
+    events = (tmp_path / "run" / "events.jsonl").read_text()
+    assert "rule_error" not in events
+
+
 def test_huge_learning_rate_explodes_then_nan_with_origin(tmp_path):
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(16, 64), torch.nn.ReLU(), torch.nn.Linear(64, 64), torch.nn.ReLU(),

@@ -7,10 +7,10 @@ from __future__ import annotations
 import queue
 import threading
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ..own_warnings import warn
 from ..redact import redact
 from ..rules import Finding
 from ..thread_cpu import ThreadCpu
@@ -128,7 +128,7 @@ class ActionRunner:
         self.failures += 1
         self._record_event({"type": "action_failed", "action": action.describe(), "code": finding.code,
                             "step": finding.step, "error": type(last).__name__ + ": " + _redact(str(last))})
-        warnings.warn(f"gradprobe: action {action.describe()} failed after {attempts} attempts "
+        warn(f"gradprobe: action {action.describe()} failed after {attempts} attempts "
                       f"({type(last).__name__}); the finding is in events.jsonl", RuntimeWarning, stacklevel=2)
 
 

@@ -14,7 +14,6 @@ Where each kind is taken:
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from ..own_warnings import warn
 from ..stats import PendingStats, StatsComputer
 from ..stats.backends import ResultsRingFull
 from ..stats.inputs import Table
@@ -76,7 +76,7 @@ class Launched:
 
 
 def warn_event(record: Mapping[str, Any]) -> None:
-    warnings.warn(f"gradprobe: {record}", RuntimeWarning, stacklevel=2)
+    warn(f"gradprobe: {record}", RuntimeWarning, stacklevel=2)
 
 
 class TensorCapture:
@@ -197,7 +197,7 @@ class TensorCapture:
         if what in self._said:
             return
         self._said.add(what)
-        warnings.warn(f"gradprobe: {message} (step {step})", RuntimeWarning, stacklevel=4)
+        warn(f"gradprobe: {message} (step {step})", RuntimeWarning, stacklevel=4)
         self._event({"type": "gradient_capture", "issue": what, "step": step, "message": message})
         self.gradient_capture_notes[what] = {"step": step, "message": message}
 

@@ -24,7 +24,6 @@ import math
 import threading
 import time
 import traceback
-import warnings
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from typing import Any, Union
 import numpy as np
 import pyarrow as pa
 
+from ..own_warnings import warn
 from ..records import InputRecord, Observer, PredictionRecord, ScalarRecord, StatsRecord
 from ..stats import COUNT_FIELDS, PendingStats, Stats, divided
 from ..store.schema import SCHEMAS, STAT_COLUMNS, compact_hist
@@ -287,7 +287,7 @@ class Consumer:
     def _warn_error(self, what: str) -> None:
         self.errors += 1
         if self.errors <= 3:
-            warnings.warn(f"gradprobe: {what}:\n{traceback.format_exc()}", RuntimeWarning, stacklevel=3)
+            warn(f"gradprobe: {what}:\n{traceback.format_exc()}", RuntimeWarning, stacklevel=3)
 
     def _read(self, item: Item, out: _Tables) -> tuple[str, Any] | None:
         """One item's rows into `out`; the record for the observers (None: nothing to tell)."""

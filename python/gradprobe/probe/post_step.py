@@ -54,8 +54,8 @@ class PostStepPass:
     def take_snapshot(self, plans: CapturePlans, mode: str, step: int) -> None:
         """Copies the weights that updates will be measured against (only on steps that record updates,
         and only if the previous step's fused CPU pass did not already leave them in the snapshot)."""
-        if not plans.update.due(mode, step) or self.snapshot_step == step:
-            return
+        if not plans.params or not plans.update.due(mode, step) or self.snapshot_step == step:
+            return  # (a model that owns no parameter has nothing to snapshot)
         if self._params is None:
             self._params = TensorTable(plans.params)
         now = self._params.gather(None)

@@ -14,7 +14,6 @@ import os
 import socket
 import threading
 import time
-import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -25,6 +24,7 @@ import pyarrow as pa
 import torch
 import torch.distributed as dist
 
+from ..own_warnings import warn
 from ..records import LoaderRecord, PhaseRecord, RanksRecord, StartupRecord, SystemRecord
 from ..rules import RuleEngine
 from ..store import RunWriter
@@ -211,7 +211,7 @@ class Profiler:
         except Exception as error:  # the profiler must never take the training down
             if not self._failed:
                 self._failed = True
-                warnings.warn(f"gradprobe: the profiler thread failed and goes on: {error!r}", RuntimeWarning,
+                warn(f"gradprobe: the profiler thread failed and goes on: {error!r}", RuntimeWarning,
                               stacklevel=2)
                 self._event({"type": "error", "where": "profiler thread", "error": repr(error)})
 

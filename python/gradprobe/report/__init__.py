@@ -10,6 +10,7 @@ from pathlib import Path
 from ..store import Run
 from .compare import compare_page
 from .data import load, open_runs
+from .page import SectionFailure
 from .single import run_page
 
 REPORT_FILE = "report.html"
@@ -22,7 +23,18 @@ def write_report(runs: RunLike | Sequence[RunLike], out: str | Path | None = Non
     """Writes the report of one run, or the comparison of several, and returns its path.
 
     out: default <run>/report.html, or for several runs <first run>/report-compare.html.
+    A section that fails to draw is a note in the page and one RuntimeWarning naming the failed
+    sections, issued after the file is written.
     """
+    target, failures = write_report_sections(runs, out)
+    if failures:
+        warnings.warn(failures_message(target, failures), RuntimeWarning, stacklevel=2)
+    return target
+
+
+def write_report_sections(runs: RunLike | Sequence[RunLike],
+                          out: str | Path | None = None) -> tuple[Path, list[SectionFailure]]:
+    """write_report, returning the sections that failed (each shown as a note) instead of warning."""
     opened = open_runs(runs if isinstance(runs, (str, Path, Run)) else list(runs))
     loaded = [load(run) for run in opened]
     page = run_page(loaded[0]) if len(loaded) == 1 else compare_page(loaded)
@@ -30,7 +42,12 @@ def write_report(runs: RunLike | Sequence[RunLike], out: str | Path | None = Non
     tmp = target.with_name(f".{target.name}.tmp")
     tmp.write_text(page.html(), encoding="utf-8")
     tmp.replace(target)  # a browser refreshing a live report never reads half a file
-    return target
+    return target, list(page.failures)
+
+
+def failures_message(target: Path, failures: Sequence[SectionFailure]) -> str:
+    return (f"gradprobe: {target} was written without {len(failures)} section(s), each replaced by a note: "
+            + "; ".join(f.line() for f in failures))
 
 
 def write_report_or_warn(run_dir: str | Path) -> Path | None:
@@ -49,4 +66,5 @@ def report(run: RunLike, out: str | Path | None = None) -> Path:
     return write_report(run, out)
 
 
-__all__ = ["COMPARE_FILE", "REPORT_FILE", "report", "write_report", "write_report_or_warn"]
+__all__ = ["COMPARE_FILE", "REPORT_FILE", "SectionFailure", "report", "write_report", "write_report_or_warn",
+           "write_report_sections"]

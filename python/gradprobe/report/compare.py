@@ -20,8 +20,10 @@ MAX_OVERLAID = 12
 def compare_page(runs: Sequence[RunData]) -> Page:
     names = _labels(runs)
     page = Page("gradprobe comparison: " + " vs ".join(names), f"{len(runs)} runs")
-    page.sections = [_runs_section(runs, names), _findings_section(runs, names),
-                     _scalars_section(page, runs, names), _norms_section(page, runs, names)]
+    page.add_section("runs", "Runs", lambda: _runs_section(runs, names))
+    page.add_section("findings", "Findings that differ", lambda: _findings_section(runs, names))
+    page.add_section("losses", "Losses and metrics", lambda: _scalars_section(page, runs, names))
+    page.add_section("layers", "Chosen layers' gradient norms", lambda: _norms_section(page, runs, names))
     return page
 
 

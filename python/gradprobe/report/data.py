@@ -55,7 +55,9 @@ def load(run: Run) -> RunData:
     # Categorical names: a long run has millions of rows but few distinct tensors, modes and kinds.
     stats = table.select(_STAT_COLUMNS).to_pandas(strings_to_categorical=True)
     params = [p.get("name") for p in run.meta.get("parameters", []) if isinstance(p, dict)]
-    modules = [m.get("name") for m in run.meta.get("model", {}).get("modules", []) if isinstance(m, dict)]
+    model = run.meta.get("model")
+    modules = [m.get("name") for m in (model.get("modules", []) if isinstance(model, dict) else [])
+               if isinstance(m, dict)]
     rank = {name: i for i, name in enumerate(dict.fromkeys([*params, *modules]))}
     present = sorted(set(stats["tensor"].unique()), key=lambda t: (rank.get(_base(t), len(rank)), t))
     return RunData(run, stats, run.scalars(), run.system(), run.phases(),

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Iterable, Sequence
+import sysconfig
+import traceback
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
 TEMPLATE = "plotly_white"
+_LIBRARY_PATHS = ("site-packages", "dist-packages", sysconfig.get_paths()["stdlib"])
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2330;background:#f6f7f9}
 header{background:#1d2330;color:#fff;padding:14px 24px}header h1{margin:0;font-size:20px}
@@ -29,6 +33,7 @@ table{border-collapse:collapse;font-size:12.5px;margin:6px 0}td,th{border:1px so
 text-align:left;vertical-align:top}th{background:#f0f2f5}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .note{color:#5b6474;font-size:13px}.sev-critical,.sev-error{color:#b91c1c;font-weight:600}
 .sev-warning{color:#b45309;font-weight:600}.sev-info{color:#1d4ed8}.gp-plot{width:100%;min-height:320px}
+.note.section-failed{color:#b91c1c}
 dl{display:grid;grid-template-columns:max-content auto;gap:2px 14px;font-size:13px;margin:4px 0}dt{color:#5b6474}
 dd{margin:0}code{font-size:12px}details summary{cursor:pointer;font-size:13px}
 """
@@ -94,12 +99,59 @@ class Section:
     blocks: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class SectionFailure:
+    """A section that raised while it was drawn: the page shows a note in its place."""
+
+    title: str
+    error: str  # "ValueError: message"
+    where: str  # the innermost frame, "tensors.py:97 in histograms_section": for the terminal, not the page
+
+    def line(self) -> str:
+        return f"section '{self.title}' failed ({self.error}, at {self.where})"
+
+
+def describe_failure(title: str, error: Exception) -> SectionFailure:
+    frame = _innermost_own_frame(traceback.extract_tb(error.__traceback__))
+    where = f"{Path(frame.filename).name}:{frame.lineno} in {frame.name}" if frame else "?"
+    message = " ".join(str(error).split())[:300]  # one line, however long the error's own text
+    return SectionFailure(title, f"{type(error).__name__}: {message}" if message else type(error).__name__, where)
+
+
+def _innermost_own_frame(frames: traceback.StackSummary) -> traceback.FrameSummary | None:
+    """The deepest frame outside the libraries (numpy, pandas, plotly, the standard library): the
+    report's own line that met the data, not numpy's reduction that raised."""
+    own = [f for f in frames if "gradprobe" in Path(f.filename).parts
+           or not any(library in f.filename for library in _LIBRARY_PATHS)]
+    chosen = own or list(frames)
+    return chosen[-1] if chosen else None
+
+
+def failure_note(failure: SectionFailure) -> str:
+    return (f'<p class="note section-failed">The section {text(failure.title)} could not be drawn '
+            f"({text(failure.error)}); the rest of the report is written.</p>")
+
+
 @dataclass
 class Page:
     title: str
     subtitle: str
     sections: list[Section] = field(default_factory=list)
+    failures: list[SectionFailure] = field(default_factory=list)
     _figures: list[tuple[str, str]] = field(default_factory=list)
+
+    def add_section(self, anchor: str, title: str, build: Callable[[], Section]) -> None:
+        """Draws one section on its own: one that raises becomes a note naming the error, and the
+        sections after it are still drawn (a report is most needed on the runs that break it)."""
+        figures_before = len(self._figures)
+        try:
+            section = build()
+        except Exception as error:
+            del self._figures[figures_before:]  # the failed section's figures have no place on the page
+            failure = describe_failure(title, error)
+            self.failures.append(failure)
+            section = Section(anchor, title, [failure_note(failure)])
+        self.sections.append(section)
 
     def figure(self, fig: go.Figure, height: int = 360) -> str:
         """A placeholder div for the figure; its JSON goes into the page once, at the end."""

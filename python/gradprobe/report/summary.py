@@ -20,7 +20,7 @@ def summary_section(data: RunData) -> Section:
     trainable = sum(int(np.prod(p.get("shape") or [1])) for p in params if p.get("requires_grad", True))
     facts: list[tuple[str, object]] = [
         ("run", data.run.path), ("status", data.run.status + (" (truncated)" if meta.get("truncated") else "")),
-        ("model", meta.get("model", {}).get("type", "?")),
+        ("model", model_type(meta)),
         ("parameters", f"{numel:,} in {len(params)} tensors ({trainable:,} trainable)"),
     ]
     for key in ("data", "dataset", "task"):
@@ -52,6 +52,12 @@ def summary_section(data: RunData) -> Section:
     blocks = ["<dl>" + "".join(f"<dt>{text(k)}</dt><dd>{text(v)}</dd>" for k, v in facts) + "</dl>"]
     blocks += final_metrics(data)
     return Section("summary", "Summary", blocks)
+
+
+def model_type(meta: Mapping[str, Any]) -> str:
+    """The model's class name, "?" where meta.json has none (a run that attached to nothing)."""
+    model = meta.get("model")
+    return str(model.get("type", "?")) if isinstance(model, Mapping) else "?"
 
 
 def final_metrics(data: RunData) -> list[str]:

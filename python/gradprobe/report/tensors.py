@@ -70,37 +70,57 @@ def chosen_layers(data: RunData, kind: str = "grad", count: int = HIST_LAYERS) -
 
 
 def histograms_section(page: Page, data: RunData) -> Section:
-    layers = chosen_layers(data)
     blocks = []
-    exponents = np.arange(HIST_BINS) + HIST_EXP_MIN - 1  # bin i holds |x| in [2^(e), 2^(e+1)), e = this
-    for layer in layers:
+    for layer in chosen_layers(data):
         steps, counts = data.hist("grad", layer)
         if not len(steps):
             continue
-        columns, starts = step_columns(steps)
-        # steps are sorted, so each column's rows are contiguous: one reduceat, not a scatter-add
-        summed = np.add.reduceat(counts, np.flatnonzero(np.diff(columns, prepend=-1))).astype(np.float64)
-        shares = summed / np.maximum(summed.sum(axis=1, keepdims=True), 1)
-        used = np.flatnonzero(shares.any(axis=0))
-        lo = int(min(exponents[used].min(), -26)) - 2
-        hi = int(max(exponents[used].max(), 17)) + 2
-        keep = (exponents >= lo) & (exponents <= hi)
-        with np.errstate(divide="ignore"):
-            z = np.log10(shares[:, keep].T)
-        z[np.isneginf(z)] = np.nan
-        fig = go.Figure(go.Heatmap(z=z.astype(np.float32), x=starts, y=exponents[keep], colorscale="Magma",
-                                   colorbar={"title": "log10 share"},
-                                   hovertemplate="step %{x}<br>|x| ~ 2^%{y}<br>log10 share %{z:.2f}<extra></extra>"))
-        _mark_ranges(fig, lo, hi)
-        fig.update_layout(title=plot_text(f"gradient magnitudes of {layer} (log2 |x|)"), xaxis_title="step",
-                          yaxis_title="log2 |x|", yaxis_range=[lo, hi])
-        blocks.append(page.figure(fig, height=420))
+        if not counts.any():  # nothing finite and non-zero to place on a magnitude axis
+            blocks.append(note(_no_magnitudes(data, layer, len(steps))))
+            continue
+        blocks.append(_histogram_figure(page, layer, steps, counts))
     if not blocks:
         return Section("histograms", "Magnitude histograms", [note("No gradient histograms were recorded.")])
-    bins = (f"The bottom bin holds zeros and |x| < 2^{HIST_EXP_MIN}; the top one |x| >= 2^{HIST_EXP_MAX}. Shaded: "
-            "float16's normal range, hatched lines its subnormal limit; bfloat16's limits are drawn where they fall "
-            "on the axis and otherwise lie beyond it (bfloat16 spans 2^-133 .. 2^128).")
+    bins = (f"Exact zeros, NaN and Inf are not in the histograms. The bottom bin holds 0 < |x| < 2^{HIST_EXP_MIN}; "
+            f"the top one |x| >= 2^{HIST_EXP_MAX}. Shaded: float16's normal range, hatched lines its subnormal limit; "
+            "bfloat16's limits are drawn where they fall on the axis and otherwise lie beyond it (bfloat16 spans "
+            "2^-133 .. 2^128).")
     return Section("histograms", "Magnitude histograms over time", [note(bins), *blocks])
+
+
+def _histogram_figure(page: Page, layer: str, steps: np.ndarray, counts: np.ndarray) -> str:
+    """The share of a layer's gradient elements per power of two, step columns on x."""
+    exponents = np.arange(HIST_BINS) + HIST_EXP_MIN - 1  # bin i holds |x| in [2^(e), 2^(e+1)), e = this
+    columns, starts = step_columns(steps)
+    # steps are sorted, so each column's rows are contiguous: one reduceat, not a scatter-add
+    summed = np.add.reduceat(counts, np.flatnonzero(np.diff(columns, prepend=-1))).astype(np.float64)
+    shares = summed / np.maximum(summed.sum(axis=1, keepdims=True), 1)
+    used = np.flatnonzero(shares.any(axis=0))  # not empty: the caller checked that some count is non-zero
+    lo = int(min(exponents[used].min(), -26)) - 2
+    hi = int(max(exponents[used].max(), 17)) + 2
+    keep = (exponents >= lo) & (exponents <= hi)
+    with np.errstate(divide="ignore"):
+        z = np.log10(shares[:, keep].T)
+    z[np.isneginf(z)] = np.nan
+    fig = go.Figure(go.Heatmap(z=z.astype(np.float32), x=starts, y=exponents[keep], colorscale="Magma",
+                               colorbar={"title": "log10 share"},
+                               hovertemplate="step %{x}<br>|x| ~ 2^%{y}<br>log10 share %{z:.2f}<extra></extra>"))
+    _mark_ranges(fig, lo, hi)
+    fig.update_layout(title=plot_text(f"gradient magnitudes of {layer} (log2 |x|)"), xaxis_title="step",
+                      yaxis_title="log2 |x|", yaxis_range=[lo, hi])
+    return page.figure(fig, height=420)
+
+
+def _no_magnitudes(data: RunData, layer: str, steps: int) -> str:
+    """Why a chosen layer has no histogram: its gradient was all zero (dead units, a frozen path), or
+    held nothing but zeros, NaN and Inf."""
+    rows = data.stats[(data.stats["kind"] == "grad") & (data.stats["tensor"] == layer)
+                      & (data.stats["mode"] == "train")]
+    nans, infs = int(rows["nans"].sum()), int(rows["infs"].sum())
+    if nans == 0 and infs == 0:
+        return f"gradient of {layer}: all zero at each of its {steps} recorded steps (no magnitude to show)."
+    return (f"gradient of {layer}: no finite non-zero value at any of its {steps} recorded steps "
+            f"({int(rows['zeros'].sum()):,} zeros, {nans:,} NaN, {infs:,} Inf).")
 
 
 def _mark_ranges(fig: go.Figure, lo: int, hi: int) -> None:

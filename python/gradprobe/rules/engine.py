@@ -11,10 +11,10 @@ from __future__ import annotations
 import threading
 import time
 import traceback
-import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from ..own_warnings import warn
 from ..records import (
     InputRecord,
     LoaderRecord,
@@ -194,7 +194,7 @@ class RuleEngine:
             return list(getattr(rule, method)(*args) or [])
         except Exception:
             self._event({"type": "rule_error", "rule": rule.name, "error": traceback.format_exc(limit=3)})
-            warnings.warn(f"gradprobe: rule {rule.name} failed and was skipped:\n{traceback.format_exc(limit=3)}",
+            warn(f"gradprobe: rule {rule.name} failed and was skipped:\n{traceback.format_exc(limit=3)}",
                           RuntimeWarning, stacklevel=3)
             return []
 

@@ -76,7 +76,8 @@ class VanishingGradient(Rule):
         if record.kind == "update" and record.ratio is not None:
             rows = per_row(record)
             rows = rows[np.isfinite(record.ratio[rows])]
-            layers.moving[layers.rows(record.names)[rows]] = record.ratio[rows]
+            at = layers.rows(record.names)[rows]  # first: rows() may grow (rebind) layers.moving
+            layers.moving[at] = record.ratio[rows]
             return []
         if record.kind != "grad":
             return []

@@ -12,7 +12,6 @@ import os
 import queue
 import threading
 import time
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..own_warnings import warn
 from ..thread_cpu import ThreadCpu
 from .config import StoreConfig
 from .ownership import WriterLock, is_gradprobe_run, mark_as_gradprobe_run, remove_gradprobe_entries
@@ -230,7 +230,7 @@ class RunWriter:
         self.truncated = True
         if not self._warned:
             self._warned = True
-            warnings.warn(f"gradprobe: writing the run directory failed ({what}); training continues, "
+            warn(f"gradprobe: writing the run directory failed ({what}); training continues, "
                           f"rows are kept in memory and retried, and the run is marked truncated",
                           RuntimeWarning, stacklevel=2)
 
@@ -248,4 +248,4 @@ def update_meta(path: Path, **fields: Any) -> None:
         meta.update(fields)
         write_json_atomic(meta_path, meta)
     except (OSError, ValueError) as error:
-        warnings.warn(f"gradprobe: could not update {meta_path}: {error}", RuntimeWarning, stacklevel=2)
+        warn(f"gradprobe: could not update {meta_path}: {error}", RuntimeWarning, stacklevel=2)

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from .faults import INJECTIONS
 from .models import find_models, format_table
+from .rundir import RunDirectoryExists, check_run_dir, refusal_line
 
 _FINETUNE_FLAGS: dict[str, tuple[type, str]] = {
     "model": (str, "a local Hugging Face BERT/RoBERTa directory (default: the packaged all-MiniLM-L6-v2)"),
@@ -30,6 +33,10 @@ _FINETUNE_FLAGS: dict[str, tuple[type, str]] = {
     "eval_every": (int, "evaluate on the validation split every N steps (default 50)"),
     "preset": (str, "gradprobe preset or config file (default: default)"),
 }
+# What progress.TrainingProgress prints without a bar.
+PROGRESS_HELP = ("print a progress line every 10%% of the steps or every 30 s, whichever comes first, instead of "
+                 "a progress bar (lines are also what is printed when stdout is not a terminal)")
+OVERWRITE_HELP = "replace a run already in --out (without it, an existing run is refused before anything loads)"
 
 
 def add_parsers(commands: Any) -> None:
@@ -42,8 +49,9 @@ def add_parsers(commands: Any) -> None:
     demo.add_argument("--batch-size", type=int, default=None)
     demo.add_argument("--model", default=None, help="a Hugging Face model directory (default: the packaged MiniLM)")
     demo.add_argument("--out", default=None, help="run directory (default: runs/demo-<time>)")
+    demo.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     _common(demo)
-    demo.set_defaults(handler=_cmd_demo)
+    demo.set_defaults(handler=_refusing_an_existing_run("demo", _cmd_demo))
 
     finetune = commands.add_parser("finetune", help="fine-tune a local BERT/RoBERTa on reviews "
                                    "(negative/neutral/positive) with gradprobe attached")
@@ -52,9 +60,9 @@ def add_parsers(commands: Any) -> None:
         finetune.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help=text)
     finetune.add_argument("--no-save-best", action="store_true", help="do not save the best checkpoint to RUN/best")
     finetune.add_argument("--out", default=None, help="run directory (default: runs/finetune-<time>)")
-    finetune.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    finetune.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     _common(finetune)
-    finetune.set_defaults(handler=_cmd_finetune)
+    finetune.set_defaults(handler=_refusing_an_existing_run("finetune", _cmd_finetune))
 
     pretrain = commands.add_parser("pretrain", help="pretrain a small BERT with MLM + NSP, gradprobe attached")
     pretrain.add_argument("--config", default=None, help="settings from a YAML/JSON file (flags win)")
@@ -66,9 +74,9 @@ def add_parsers(commands: Any) -> None:
                        ("layers", int), ("heads", int), ("eval_every", int), ("seed", int), ("preset", str)):
         pretrain.add_argument("--" + name.replace("_", "-"), type=kind, default=None)
     pretrain.add_argument("--out", default=None, help="run directory (default: runs/pretrain-<time>)")
-    pretrain.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
-    pretrain.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
-    pretrain.set_defaults(handler=_cmd_pretrain)
+    pretrain.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+    pretrain.add_argument("--no-progress", action="store_true", help=PROGRESS_HELP)
+    pretrain.set_defaults(handler=_refusing_an_existing_run("pretrain", _cmd_pretrain))
 
     models = commands.add_parser("models", help="list the pre-trained models on this machine (packaged, "
                                  "Hugging Face cache, named directories)")
@@ -80,14 +88,33 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--inject", choices=list(INJECTIONS), default=None,
                         help="alter the run so that one rule fires: " + ", ".join(
                             f"{i.name} ({i.rule})" for i in INJECTIONS.values()))
-    parser.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
+    parser.add_argument("--no-progress", action="store_true", help=PROGRESS_HELP)
+
+
+def _refusing_an_existing_run(command: str, handler: Callable[[argparse.Namespace], int]) -> Callable[
+        [argparse.Namespace], int]:
+    """An existing run in --out is one line naming it and the flag to use (exit 2), said before torch,
+    data or model load; the workflow checks again for an out_dir from a config file."""
+    def checked(args: argparse.Namespace) -> int:
+        try:
+            if args.out and not getattr(args, "config", None):  # a config file may say exist: overwrite
+                check_run_dir(Path(args.out), _exist(args))
+            return handler(args)
+        except RunDirectoryExists as exists:
+            print(refusal_line(command, exists.path), file=sys.stderr)
+            return 2
+    return checked
+
+
+def _exist(args: argparse.Namespace) -> str:
+    return "overwrite" if args.overwrite else "error"
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from . import demo  # torch and transformers: imported only here
 
     config = demo.demo_config(args.quick, max_steps=args.steps, lr=args.lr, batch_size=args.batch_size,
-                              model=args.model, out_dir=args.out, inject=args.inject)
+                              model=args.model, out_dir=args.out, inject=args.inject, exist=_exist(args))
     demo.run_demo(config, show_progress=_show(args))
     return 0
 
@@ -100,7 +127,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     overrides.update({k: v for k, v in (("out_dir", args.out), ("inject", args.inject)) if v is not None})
     if args.no_save_best:
         overrides["save_best"] = False
-    if args.overwrite:
+    if args.overwrite:  # else a config file's exist, or the default: error
         overrides["exist"] = "overwrite"
     config = FinetuneConfig.from_file(args.config, **overrides) if args.config else FinetuneConfig(**overrides)
     result = run_finetune(config, show_progress=_show(args))
@@ -113,6 +140,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         print(f"injected '{result.injected.name}': rule {result.injected.rule} {'fired' if fired else 'did not fire'}")
     best = f"  best checkpoint: {result.run_dir / 'best'}" if config.save_best else ""
     print(f"run directory: {result.run_dir}{best}")
+    _print_report(result.report)
     return 0
 
 
@@ -124,7 +152,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
     if args.out:
         overrides["out_dir"] = args.out
-    if args.overwrite:
+    if args.overwrite:  # else a config file's exist, or the default: error
         overrides["exist"] = "overwrite"
     config = PretrainConfig.from_file(args.config, **overrides) if args.config else PretrainConfig(**overrides)
     result = run_pretrain(config, show_progress=_show(args))
@@ -133,6 +161,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
         print(f"held-out MLM accuracy {last.mlm_accuracy:.3f}, NSP accuracy {last.nsp_accuracy:.3f}")
     _print_findings(result.findings)
     print(f"run directory: {result.run_dir}")
+    _print_report(result.report)
     return 0
 
 
@@ -143,6 +172,10 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 def _show(args: argparse.Namespace) -> bool:
     return not args.no_progress and sys.stdout.isatty()
+
+
+def _print_report(report: Path | None) -> None:
+    print(f"report: {report}" if report is not None else "report: not written (the warning above says why)")
 
 
 def _print_findings(findings: list[Any]) -> None:

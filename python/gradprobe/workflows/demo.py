@@ -14,17 +14,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ..report import write_report_or_warn
 from .baseline import BaselineResult, train_baseline
 from .data import texts_and_labels
-from .finetune import FinetuneConfig, FinetuneResult, load_splits, run_finetune
+from .finetune import FinetuneConfig, FinetuneResult, load_splits, out_dir_of, run_finetune
 from .reviews import LABELS
+from .rundir import check_run_dir
 
 # For an idle 2-core CPU: under 2 minutes. 100 steps end where the training loss reaches the floor
 # the border label noise sets (~0.43); trained on along that floor, the loss stops falling and
 # LossNotDecreasing rightly says so (it did at step 131 of a 150-step run).
 FULL = FinetuneConfig(generated_reviews=3000, max_steps=100, batch_size=16, max_length=64, lr=1e-4,
-                      eval_every=50, save_best=False, exist="overwrite")
+                      eval_every=50, save_best=False)
 QUICK = replace(FULL, generated_reviews=600, max_steps=12, eval_every=6)
 
 
@@ -42,13 +42,13 @@ def demo_config(quick: bool = False, **overrides: Any) -> FinetuneConfig:
 
 
 def run_demo(config: FinetuneConfig, log: Callable[[str], None] = print, show_progress: bool = False) -> DemoResult:
+    check_run_dir(out_dir_of(config), config.exist)  # before the reviews are generated
     splits = load_splits(config)
-    result = run_finetune(config, log=log, show_progress=show_progress, splits=splits)
+    result = run_finetune(config, log=log, show_progress=show_progress, splits=splits)  # writes the report
     train_texts, train_labels = texts_and_labels(splits.train)
     test_texts, test_labels = texts_and_labels(splits.test)
     baseline = train_baseline(train_texts, train_labels, test_texts, test_labels, len(LABELS))
-    report = write_report_or_warn(result.run_dir)
-    demo = DemoResult(result, baseline, report)
+    demo = DemoResult(result, baseline, result.report)
     for line in summary(demo):
         log(line)
     return demo

@@ -25,6 +25,7 @@ import yaml
 
 from ..actions import Log, StopTraining
 from ..probe import Probe, ProbeConfig
+from ..report import write_report_or_warn
 from ..rules import Finding
 from ..store import open_run
 from .data import Columns, Example, Splits, generated_examples, load_examples, split_examples
@@ -34,6 +35,7 @@ from .metrics import ClassificationMetrics, classification_metrics
 from .pretrained import resolve_model
 from .progress import TrainingProgress
 from .reviews import LABELS
+from .rundir import check_run_dir
 
 PRECISIONS = ("no", "bf16", "fp16")
 
@@ -116,6 +118,11 @@ class FinetuneResult:
     step_ms: float = float("nan")
     injected: Injection | None = None
     splits: Splits | None = None
+    report: Path | None = None  # RUN/report.html; None when it could not be written (a warning says why)
+
+
+def out_dir_of(config: FinetuneConfig) -> Path:
+    return Path(config.out_dir or f"runs/finetune-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
 def load_splits(config: FinetuneConfig) -> Splits:
@@ -136,6 +143,8 @@ def run_finetune(config: FinetuneConfig, log: Callable[[str], None] = print, sho
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
+    out_dir = out_dir_of(config)
+    check_run_dir(out_dir, config.exist)  # before minutes of loading, not when the Probe starts
     hf_logging.set_verbosity_error()  # the new classifier head's "newly initialized" notice
     hf_logging.disable_progress_bar()  # "Loading weights": our own bar follows
     injected = injection(config.inject)
@@ -161,7 +170,6 @@ def run_finetune(config: FinetuneConfig, log: Callable[[str], None] = print, sho
     scheduler = _linear_schedule(optimizer, total, round(config.warmup_ratio * total))
     autocast, scaler = _precision(config.mixed_precision, device)
     encode = _encoder(tokenizer, config.max_length, device)
-    out_dir = Path(config.out_dir or f"runs/finetune-{time.strftime('%Y%m%d-%H%M%S')}")
     result = FinetuneResult(out_dir, _model_name(path), config, injected=injected, splits=splits)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log(f"fine-tuning {result.model_name} ({trainable / 1e6:.1f}M trainable parameters) on {len(train)} reviews "
@@ -239,6 +247,7 @@ def run_finetune(config: FinetuneConfig, log: Callable[[str], None] = print, sho
     result.own_ms = float(np.median(own[1:])) if len(own) > 1 else float("nan")
     result.threads_ms = float((run.meta.get("cost") or {}).get("other_threads_cpu_ms_per_step", float("nan")))
     _write_results(result)
+    result.report = write_report_or_warn(out_dir)
     return result
 
 

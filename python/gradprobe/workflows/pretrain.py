@@ -21,10 +21,12 @@ import yaml
 
 from ..actions import Log, StopTraining
 from ..probe import Probe
+from ..report import write_report_or_warn
 from ..rules import Finding
 from .corpus import SentencePair, mask_tokens, review_documents, sentence_pairs, text_documents
 from .pretrained import resolve_model
 from .progress import TrainingProgress
+from .rundir import check_run_dir
 
 
 @dataclass(frozen=True)
@@ -92,12 +94,15 @@ class PretrainResult:
     findings: list[Finding] = field(default_factory=list)
     stop_reason: str | None = None
     seconds: float = 0.0
+    report: Path | None = None  # RUN/report.html; None when it could not be written (a warning says why)
 
 
 def run_pretrain(config: PretrainConfig, log: Callable[[str], None] = print,
                  show_progress: bool = False) -> PretrainResult:
     from transformers import AutoTokenizer, BertConfig, BertForPreTraining
 
+    out_dir = Path(config.out_dir or f"runs/pretrain-{time.strftime('%Y%m%d-%H%M%S')}")
+    check_run_dir(out_dir, config.exist)  # before the corpus and the model are loaded
     rng = random.Random(config.seed)
     torch.manual_seed(config.seed)
     documents = (text_documents(config.corpus) if config.corpus
@@ -125,7 +130,6 @@ def run_pretrain(config: PretrainConfig, log: Callable[[str], None] = print,
     eval_batches = [encode(sentence_pairs(held_out, config.batch_size, random.Random(config.seed + 1 + i)),
                            torch.Generator().manual_seed(config.seed + 1 + i))
                     for i in range(max(1, config.eval_pairs // config.batch_size))]
-    out_dir = Path(config.out_dir or f"runs/pretrain-{time.strftime('%Y%m%d-%H%M%S')}")
     result = PretrainResult(out_dir, sum(p.numel() for p in model.parameters()))
     log(f"pretraining a BERT ({bert_config.num_hidden_layers} layers, hidden {bert_config.hidden_size}, "
         f"{result.parameters / 1e6:.1f}M parameters) with MLM + NSP on {len(training)} documents "
@@ -165,6 +169,7 @@ def run_pretrain(config: PretrainConfig, log: Callable[[str], None] = print,
     (out_dir / "pretrain.json").write_text(json.dumps(
         {"config": asdict(config), "parameters": result.parameters, "seconds": result.seconds,
          "evaluations": [asdict(e) for e in result.evaluations], "stop_reason": result.stop_reason}, indent=2) + "\n")
+    result.report = write_report_or_warn(out_dir)
     return result
 
 
